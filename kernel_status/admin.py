@@ -1,0 +1,170 @@
+"""Admin for operators: sessions with their derived status, kernel and cells.
+
+Mirror rows are written by the platform, so their fields are read-only here; only access
+grants are editable.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+
+from kernel_status.choices import KernelStatus
+from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
+
+# The admin classes are generic only in django-stubs, not at run time.
+if TYPE_CHECKING:
+    ModelAdmin = admin.ModelAdmin[Session]
+    KernelInline = admin.StackedInline[KernelProcess, Session]
+    CellInline = admin.TabularInline[CellStatus, Session]
+    AccessInline = admin.TabularInline[SessionAccess, Session]
+else:
+    ModelAdmin = admin.ModelAdmin
+    KernelInline = admin.StackedInline
+    CellInline = AccessInline = admin.TabularInline
+
+
+class DerivedStatusFilter(admin.SimpleListFilter):
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(value, str(label)) for value, label in KernelStatus.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in KernelStatus.values:
+            # The changelist queryset is annotated by SessionAdmin.get_queryset.
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+class ReadOnlyInlineMixin:
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class KernelProcessInline(ReadOnlyInlineMixin, KernelInline):
+    model = KernelProcess
+    fields = readonly_fields = (
+        "state",
+        "started_at",
+        "last_heartbeat_at",
+        "stopped_at",
+        "exit_code",
+        "exit_cause",
+    )
+
+
+class CellStatusInline(ReadOnlyInlineMixin, CellInline):
+    model = CellStatus
+    fields = readonly_fields = ("cell_id", "status", "stale", "notified_at")
+    ordering = ["cell_id"]
+
+
+class GrantInline(AccessInline):
+    model = SessionAccess
+    extra = 0
+    verbose_name = _("access grant")
+    verbose_name_plural = _("access grants")
+
+
+class ExistingGrantInline(GrantInline):
+    """Existing grants: change the role or delete the grant. The user is shown, not picked,
+    so the page costs no query per grant."""
+
+    fields = ["user", "role"]
+    readonly_fields = ["user"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SessionAccess]:
+        return super().get_queryset(request).select_related("user")
+
+
+class NewGrantInline(GrantInline):
+    """Rows to add grants; existing grants are listed by :class:`ExistingGrantInline`."""
+
+    fields = ["user", "role"]
+    raw_id_fields = ["user"]
+    verbose_name_plural = _("new access grants")
+    extra = 1
+    can_delete = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[SessionAccess]:
+        return super().get_queryset(request).none()
+
+
+@admin.register(Session)
+class SessionAdmin(ModelAdmin):
+    list_display = [
+        "session_id",
+        "owner",
+        "notebook",
+        "kernel_state",
+        "status_badge",
+        "last_heartbeat_at",
+    ]
+    list_filter = [DerivedStatusFilter, "kernel__state"]
+    list_select_related = ["owner", "kernel"]
+    readonly_fields = (
+        "session_id",
+        "owner",
+        "notebook",
+        "status_badge",
+        "created_at",
+        "updated_at",
+    )
+    fields = readonly_fields
+    inlines = [KernelProcessInline, CellStatusInline, ExistingGrantInline, NewGrantInline]
+    ordering = ["-created_at"]
+
+    class Media:
+        css = {"all": ["kernel_status/admin.css"]}
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        # Works with custom user models whatever their username field is called.
+        return ["session_id", f"owner__{get_user_model().USERNAME_FIELD}"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+        return super().get_queryset(request).with_status()  # type: ignore[attr-defined,no-any-return]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # sessions are registered by the platform
+
+    def has_delete_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
+        return False  # the platform closes sessions; deleting here would desync the mirror
+
+    @admin.display(description=_("kernel state"), ordering="kernel__state")
+    def kernel_state(self, session: Session) -> str:
+        kernel = getattr(session, "kernel", None)
+        if kernel is None:
+            return str(_("not started"))
+        return str(kernel.get_state_display())
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_badge(self, session: Session) -> SafeString:
+        status = KernelStatus(session.status)  # type: ignore[attr-defined]
+        return format_html(
+            '<span class="kernel-status-badge kernel-status-{}">{}</span>',
+            status.value,
+            status.label,
+        )
+
+    @admin.display(description=_("last heartbeat"), ordering="kernel__last_heartbeat_at")
+    def last_heartbeat_at(self, session: Session) -> Any:
+        kernel = getattr(session, "kernel", None)
+        return kernel.last_heartbeat_at if kernel is not None else None

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class KernelStatusConfig(AppConfig):
+    name = "kernel_status"
+    verbose_name = _("Kernel status")
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Registers the system checks and the drf-spectacular extensions.
+        from kernel_status import checks, schema  # noqa: F401

@@ -1,0 +1,38 @@
+"""Settings of kernel_status, read live from ``django.conf.settings``.
+
+Each property reads the setting on every access, so ``override_settings`` works in tests.
+Bad values are reported by the system checks in :mod:`kernel_status.checks`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_LIVENESS_WINDOW = timedelta(seconds=60)
+DEFAULT_ACCESS_POLICY = "kernel_status.access.DefaultAccessPolicy"
+
+
+class Settings:
+    @property
+    def KERNEL_STATUS_LIVENESS_WINDOW(self) -> Any:
+        """Raw setting: seconds (int or float), a ``timedelta``, or ``None`` to turn it off."""
+        return getattr(settings, "KERNEL_STATUS_LIVENESS_WINDOW", DEFAULT_LIVENESS_WINDOW)
+
+    @property
+    def liveness_window(self) -> timedelta | None:
+        """How long a running kernel may stay silent before it counts as stopped."""
+        value = self.KERNEL_STATUS_LIVENESS_WINDOW
+        if value is None or isinstance(value, timedelta):
+            return value
+        return timedelta(seconds=value)
+
+    @property
+    def KERNEL_STATUS_ACCESS_POLICY(self) -> str:
+        """Dotted path of the :class:`~kernel_status.access.AccessPolicy` to use."""
+        return str(getattr(settings, "KERNEL_STATUS_ACCESS_POLICY", DEFAULT_ACCESS_POLICY))
+
+
+conf = Settings()

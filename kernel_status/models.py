@@ -1,0 +1,187 @@
+"""The mirror: sessions, their kernel process, their cells' latest status, and access grants.
+
+The hosting platform writes these rows; kernel_status only reads them to answer
+``GET /api/kernel/status``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from kernel_status.choices import (
+    BUSY_CELL_STATES,
+    AccessLevel,
+    AccessRole,
+    CellRuntimeState,
+    KernelState,
+)
+from kernel_status.validators import SESSION_ID_MAX_LENGTH, validate_session_id
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+
+class SessionQuerySet(models.QuerySet["Session"]):
+    def with_status(self, *, now: datetime | None = None) -> SessionQuerySet:
+        """Annotate ``status``: the derived :class:`~kernel_status.choices.KernelStatus`."""
+        from kernel_status.status import kernel_status_expression
+
+        return self.annotate(status=kernel_status_expression(now=now))
+
+    def with_access_level(self, user: AbstractBaseUser | AnonymousUser) -> SessionQuerySet:
+        """Annotate ``access_level``: the user's :class:`~kernel_status.choices.AccessLevel`."""
+        from kernel_status.access import get_access_policy
+
+        return self.annotate(access_level=get_access_policy().access_level_expression(user))
+
+    def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> SessionQuerySet:
+        """Sessions the user may at least view, annotated with ``access_level``."""
+        return self.with_access_level(user).filter(access_level__gte=AccessLevel.VIEW)  # type: ignore[misc]
+
+
+class Session(models.Model):
+    """One notebook session (a browser tab), as the platform knows it."""
+
+    session_id = models.CharField(
+        _("session id"),
+        max_length=SESSION_ID_MAX_LENGTH,
+        unique=True,
+        validators=[validate_session_id],
+        help_text=_("The id clients send in the Marimo-Session-Id header."),
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kernel_sessions",
+        verbose_name=_("owner"),
+    )
+    notebook = models.CharField(_("notebook"), max_length=1024)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("notebook session")
+        verbose_name_plural = _("notebook sessions")
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(session_id=""), name="kernel_status_session_id_not_empty"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.session_id
+
+
+class KernelProcess(models.Model):
+    """The kernel process of a session. No row means the kernel was never started."""
+
+    session = models.OneToOneField(
+        Session,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="kernel",
+        verbose_name=_("session"),
+    )
+    state = models.CharField(
+        _("state"), max_length=16, choices=KernelState.choices, default=KernelState.NOT_STARTED
+    )
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), null=True, blank=True)
+    stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
+    exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
+    exit_cause = models.CharField(_("exit cause"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("kernel process")
+        verbose_name_plural = _("kernel processes")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=KernelState.values), name="kernel_status_kernel_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.session_id}: {self.state}"
+
+
+class CellStatus(models.Model):
+    """The latest execution status of one cell of a session."""
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="cells", verbose_name=_("session")
+    )
+    cell_id = models.CharField(_("cell id"), max_length=128)
+    status = models.CharField(
+        _("status"), max_length=32, choices=CellRuntimeState.choices, default=CellRuntimeState.IDLE
+    )
+    stale = models.BooleanField(
+        _("stale"), default=False, help_text=_("The cell's inputs changed since it last ran.")
+    )
+    notified_at = models.DateTimeField(
+        _("notified at"), help_text=_("Timestamp of the notification this status came from.")
+    )
+
+    class Meta:
+        verbose_name = _("cell status")
+        verbose_name_plural = _("cell statuses")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "cell_id"], name="kernel_status_cell_unique_per_session"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=CellRuntimeState.values),
+                name="kernel_status_cell_status_valid",
+            ),
+        ]
+        indexes = [
+            # Partial: holds only busy cells, so "is any cell busy?" is one small index probe
+            # however many idle cells the session has.
+            models.Index(
+                fields=["session"],
+                condition=Q(status__in=BUSY_CELL_STATES, stale=False),
+                name="kernel_status_busy_cells",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cell_id}: {self.status}"
+
+
+class SessionAccess(models.Model):
+    """A grant of view or edit access on one session to one user (besides its owner)."""
+
+    session = models.ForeignKey(
+        Session, on_delete=models.CASCADE, related_name="grants", verbose_name=_("session")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="kernel_session_grants",
+        verbose_name=_("user"),
+    )
+    role = models.CharField(_("role"), max_length=8, choices=AccessRole.choices)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("session access grant")
+        verbose_name_plural = _("session access grants")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "user"], name="kernel_status_one_grant_per_user"
+            ),
+            models.CheckConstraint(
+                condition=Q(role__in=AccessRole.values), name="kernel_status_role_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} may {self.role} {self.session_id}"

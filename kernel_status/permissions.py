@@ -1,0 +1,39 @@
+"""DRF permission classes, reusable on a host platform's own session views."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework.permissions import BasePermission
+
+from kernel_status.access import get_access_policy
+from kernel_status.choices import AccessLevel
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
+
+    from kernel_status.models import Session
+
+
+class HasSessionEditAccess(BasePermission):
+    """Allows access only to active users with edit access to the session."""
+
+    message = _("Edit access to this session is required.")
+    code = "edit_access_required"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        # Anonymous callers fail here, before any session is looked up; DRF answers 401.
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active)
+
+    def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
+        return self.get_access_level(request, obj) >= AccessLevel.EDIT
+
+    def get_access_level(self, request: Request, session: Session) -> int:
+        # Sessions loaded through Session.objects.with_access_level() carry the answer already.
+        level = getattr(session, "access_level", None)
+        if level is None:
+            level = get_access_policy().get_access_level(request.user, session)
+        return int(level)

@@ -1,0 +1,68 @@
+"""The one place where a session's kernel status is derived.
+
+The endpoint, the admin and any other reader annotate sessions with
+:func:`kernel_status_expression` (through ``Session.objects.with_status()``), so they all
+agree, and the derivation runs inside the same SQL query that loads the session.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
+from django.utils import timezone
+
+from kernel_status.choices import BUSY_CELL_STATES, KernelState, KernelStatus
+from kernel_status.conf import conf
+
+
+def kernel_alive_q(*, now: datetime | None = None) -> Q:
+    """Sessions whose kernel process counts as alive at ``now``.
+
+    Alive means: state ``running``, and, when a liveness window is set, heard from (last
+    heartbeat, or start when no heartbeat came yet) within that window.
+    """
+    alive = Q(kernel__state=KernelState.RUNNING)
+    window = conf.liveness_window
+    if window is None:
+        return alive
+    cutoff = (now or timezone.now()) - window
+    heard_from = Q(kernel__last_heartbeat_at__gte=cutoff) | Q(
+        kernel__last_heartbeat_at__isnull=True, kernel__started_at__gte=cutoff
+    )
+    return alive & heard_from
+
+
+def busy_cells_exist() -> Exists:
+    """Whether the session has a cell that is queued or running (stale cells excluded).
+
+    Matches the partial index ``kernel_status_busy_cells``: one index probe per session.
+    """
+    from kernel_status.models import CellStatus
+
+    return Exists(
+        CellStatus.objects.filter(
+            session_id=OuterRef("pk"), status__in=BUSY_CELL_STATES, stale=False
+        )
+    )
+
+
+def kernel_status_expression(*, now: datetime | None = None) -> Case:
+    """SQL expression giving a :class:`KernelStatus` value for each session row.
+
+    - ``stopped``: the kernel is not alive (no process row, ``not_started``, ``stopped``,
+      or silent past the liveness window);
+    - ``running``: alive, with at least one busy cell;
+    - ``idle``: alive otherwise (``disabled-transitively`` and stale cells count as idle).
+    """
+    return Case(
+        When(
+            kernel_alive_q(now=now),
+            then=Case(
+                When(busy_cells_exist(), then=Value(KernelStatus.RUNNING.value)),
+                default=Value(KernelStatus.IDLE.value),
+            ),
+        ),
+        default=Value(KernelStatus.STOPPED.value),
+        output_field=CharField(),
+    )

@@ -1,0 +1,13 @@
+"""Include under ``api/``: ``path("api/", include("kernel_status.urls"))``."""
+
+from __future__ import annotations
+
+from django.urls import path
+
+from kernel_status.views import KernelStatusView
+
+app_name = "kernel_status"
+
+urlpatterns = [
+    path("kernel/status", KernelStatusView.as_view(), name="status"),
+]

@@ -1,0 +1,30 @@
+"""Validation of session ids, shared by the model and the ``Marimo-Session-Id`` header."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+SESSION_ID_MAX_LENGTH = 128
+
+
+def session_id_problem(value: str) -> str | None:
+    """Say what is wrong with ``value`` as a session id, or ``None`` if it is fine."""
+    if not value.strip():
+        return str(_("is empty"))
+    if len(value) > SESSION_ID_MAX_LENGTH:
+        return str(_("is longer than %(max)d characters") % {"max": SESSION_ID_MAX_LENGTH})
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        return str(_("contains control characters"))
+    return None
+
+
+def validate_session_id(value: str) -> None:
+    """Model field validator: reject empty, over-long and control-character ids."""
+    problem = session_id_problem(value)
+    if problem is not None:
+        raise ValidationError(
+            _("Session id %(problem)s."), code="invalid_session_id", params={"problem": problem}
+        )

@@ -1,0 +1,150 @@
+"""Seed the example project with users, tokens and one session in each situation.
+
+Idempotent: running it again resets the demo rows to the same situations and keeps the
+users' tokens, so curl lines printed earlier keep working.
+"""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentParser
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+
+from kernel_status.choices import AccessRole, CellRuntimeState, KernelState
+from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
+
+USERS = ["owner", "editor", "viewer", "stranger"]
+# Cells per session, as (cell id, status, stale).
+SESSIONS: dict[str, dict[str, Any]] = {
+    "idle": {
+        "kernel": KernelState.RUNNING,
+        "cells": [
+            ("imports", CellRuntimeState.IDLE, False),
+            ("plot", CellRuntimeState.DISABLED_TRANSITIVELY, False),
+            ("table", CellRuntimeState.IDLE, True),
+        ],
+    },
+    "running": {
+        "kernel": KernelState.RUNNING,
+        "cells": [
+            ("imports", CellRuntimeState.IDLE, False),
+            ("train", CellRuntimeState.RUNNING, False),
+            ("report", CellRuntimeState.QUEUED, False),
+        ],
+    },
+    "stopped": {
+        "kernel": KernelState.STOPPED,
+        "cells": [("imports", CellRuntimeState.IDLE, False)],
+    },
+    "not_started": {"kernel": KernelState.NOT_STARTED, "cells": []},
+}
+
+
+class Command(BaseCommand):
+    help = "Seed demo users (with API tokens) and sessions, and print curl lines to try them."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Print tokens and ids as JSON.")
+        parser.add_argument(
+            "--base-url", default="http://127.0.0.1:8000", help="Server URL for the curl lines."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        with transaction.atomic():
+            tokens = {name: self.seed_user(name) for name in USERS}
+            session_ids = {situation: self.seed_session(situation) for situation in SESSIONS}
+        if options["json"]:
+            self.stdout.write(json.dumps({"users": tokens, "sessions": session_ids}, indent=2))
+            return
+        self.print_curl_lines(options["base_url"].rstrip("/"), tokens, session_ids)
+
+    def seed_user(self, username: str) -> str:
+        user_model = get_user_model()
+        lookup: dict[str, Any] = {user_model.USERNAME_FIELD: username}
+        user, _ = user_model._default_manager.get_or_create(**lookup)
+        if not user.has_usable_password():
+            user.set_password(username)  # demo only: the password is the username
+            user.save(update_fields=["password"])
+        token, _ = Token.objects.get_or_create(user=user)
+        return str(token.key)
+
+    def seed_session(self, situation: str) -> str:
+        spec = SESSIONS[situation]
+        user_model = get_user_model()
+        users = {
+            name: user_model._default_manager.get(**{user_model.USERNAME_FIELD: name})
+            for name in USERS
+        }
+        session_id = f"demo-{situation.replace('_', '-')}"
+        session, _ = Session.objects.update_or_create(
+            session_id=session_id,
+            defaults={"owner": users["owner"], "notebook": f"notebooks/{situation}.py"},
+        )
+        session.full_clean()
+        now = timezone.now()
+        kernel_state = spec["kernel"]
+        KernelProcess.objects.update_or_create(
+            session=session,
+            defaults={
+                "state": kernel_state,
+                "started_at": None if kernel_state == KernelState.NOT_STARTED else now,
+                "last_heartbeat_at": None if kernel_state == KernelState.NOT_STARTED else now,
+                "stopped_at": now if kernel_state == KernelState.STOPPED else None,
+                "exit_code": 137 if kernel_state == KernelState.STOPPED else None,
+                "exit_cause": "killed" if kernel_state == KernelState.STOPPED else "",
+            },
+        )
+        session.cells.all().delete()
+        CellStatus.objects.bulk_create(
+            CellStatus(
+                session=session, cell_id=cell_id, status=status, stale=stale, notified_at=now
+            )
+            for cell_id, status, stale in spec["cells"]
+        )
+        for name, role in [("editor", AccessRole.EDIT), ("viewer", AccessRole.VIEW)]:
+            SessionAccess.objects.update_or_create(
+                session=session, user=users[name], defaults={"role": role}
+            )
+        SessionAccess.objects.filter(session=session, user=users["stranger"]).delete()
+        return session_id
+
+    def print_curl_lines(
+        self, base_url: str, tokens: dict[str, str], session_ids: dict[str, str]
+    ) -> None:
+        url = f"{base_url}/api/kernel/status"
+
+        def curl(token: str, session_id: str | None) -> str:
+            header = f" -H 'Marimo-Session-Id: {session_id}'" if session_id is not None else ""
+            auth = f" -H 'Authorization: Token {token}'" if token else ""
+            return f"curl -s -i{auth}{header} {url}"
+
+        self.stdout.write("Demo users (password = username): " + ", ".join(USERS))
+        self.stdout.write("")
+        self.stdout.write("As the editor, each session's state:")
+        for situation, session_id in session_ids.items():
+            expected = "stopped" if situation == "not_started" else situation
+            self.stdout.write(f'  # expect 200 {{"state": "{expected}"}}')
+            self.stdout.write(f"  {curl(tokens['editor'], session_id)}")
+        self.stdout.write("")
+        self.stdout.write("Errors:")
+        running = session_ids["running"]
+        for comment, line in [
+            ("400: header missing", curl(tokens["editor"], None)),
+            ("401: not authenticated", curl("", running)),
+            ("403: the viewer may not edit", curl(tokens["viewer"], running)),
+            ("404: the stranger has no access", curl(tokens["stranger"], running)),
+            ("404: no such session", curl(tokens["editor"], "no-such-session")),
+        ]:
+            self.stdout.write(f"  # expect {comment}")
+            self.stdout.write(f"  {line}")
+        self.stdout.write("")
+        self.stdout.write(f"Admin: {base_url}/admin/ (create a superuser with createsuperuser)")
+        self.stdout.write(f"API docs: {base_url}/api/docs/  Schema: {base_url}/api/schema/")
+        self.stdout.write("")
+        self.stdout.write("Tokens as JSON: python manage.py kernel_status_demo --json")
