@@ -49,9 +49,10 @@ class KernelStatusView(GenericAPIView[Session]):
     def get_object(self) -> Session:
         session_id = get_session_id(self.request)
         # One query: access level and derived status come back as annotations.
-        session = self.get_queryset().only("pk").filter(session_id=session_id).first()
-        if session is None:
-            raise SessionNotFound()
+        try:
+            session = self.get_queryset().only("pk").get(session_id=session_id)
+        except Session.DoesNotExist:
+            raise SessionNotFound() from None
         self.check_object_permissions(self.request, session)
         return session
 

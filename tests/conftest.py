@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from kernel_status.choices import AccessRole, CellRuntimeState, KernelState
+from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
+
+STATUS_URL = "/api/kernel/status"
+
+
+class MakeSession(Protocol):
+    def __call__(
+        self,
+        session_id: str = ...,
+        *,
+        kernel: KernelState | None = ...,
+        heartbeat_age: timedelta | None = ...,
+        cells: Iterable[tuple[str, bool]] = ...,
+        owner: User | None = ...,
+    ) -> Session: ...
+
+
+@pytest.fixture
+def users(db: Any) -> dict[str, User]:
+    """owner, editor, viewer, stranger, superuser, and an inactive editor."""
+    made = {
+        name: User.objects.create_user(username=name, password=name)
+        for name in ["owner", "editor", "viewer", "stranger", "inactive"]
+    }
+    made["superuser"] = User.objects.create_superuser(username="superuser", password="superuser")
+    made["inactive"].is_active = False
+    made["inactive"].save()
+    return made
+
+
+@pytest.fixture
+def make_session(users: dict[str, User]) -> MakeSession:
+    """Create a session owned by ``owner``, shared with editor/viewer/inactive.
+
+    ``kernel=None`` creates no kernel process row; ``cells`` are (status, stale) pairs.
+    """
+    counter = iter(range(1_000_000))
+
+    def make(
+        session_id: str = "",
+        *,
+        kernel: KernelState | None = KernelState.RUNNING,
+        heartbeat_age: timedelta | None = timedelta(0),
+        cells: Iterable[tuple[str, bool]] = (),
+        owner: User | None = None,
+    ) -> Session:
+        now = timezone.now()
+        session = Session.objects.create(
+            session_id=session_id or f"s_{next(counter)}",
+            owner=owner or users["owner"],
+            notebook="nb.py",
+        )
+        if kernel is not None:
+            heartbeat = None if heartbeat_age is None else now - heartbeat_age
+            KernelProcess.objects.create(
+                session=session,
+                state=kernel,
+                started_at=heartbeat if kernel != KernelState.NOT_STARTED else None,
+                last_heartbeat_at=heartbeat,
+            )
+        CellStatus.objects.bulk_create(
+            CellStatus(session=session, cell_id=f"c{i}", status=status, stale=stale, notified_at=now)
+            for i, (status, stale) in enumerate(cells)
+        )
+        SessionAccess.objects.bulk_create(
+            [
+                SessionAccess(session=session, user=users["editor"], role=AccessRole.EDIT),
+                SessionAccess(session=session, user=users["viewer"], role=AccessRole.VIEW),
+                SessionAccess(session=session, user=users["inactive"], role=AccessRole.EDIT),
+            ]
+        )
+        return session
+
+    return make
+
+
+@pytest.fixture
+def token_client(users: dict[str, User]) -> Callable[[str], APIClient]:
+    """An API client that authenticates as the named user with a DRF token."""
+
+    def client_for(username: str) -> APIClient:
+        client = APIClient()
+        token = Token.objects.create(user=users[username])
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+        return client
+
+    return client_for
+
+
+def get_status(client: APIClient, session_id: str | None, **extra: Any) -> Any:
+    headers = {} if session_id is None else {"Marimo-Session-Id": session_id}
+    return client.get(STATUS_URL, headers=headers, **extra)
+
+
+def cells(*statuses: CellRuntimeState, stale: bool = False) -> list[tuple[str, bool]]:
+    return [(status, stale) for status in statuses]
+
+
+def moment(seconds_ago: float) -> datetime:
+    return timezone.now() - timedelta(seconds=seconds_ago)
