@@ -72,7 +72,9 @@ def make_session(users: dict[str, User]) -> MakeSession:
                 last_heartbeat_at=heartbeat,
             )
         CellStatus.objects.bulk_create(
-            CellStatus(session=session, cell_id=f"c{i}", status=status, stale=stale, notified_at=now)
+            CellStatus(
+                session=session, cell_id=f"c{i}", status=status, stale=stale, notified_at=now
+            )
             for i, (status, stale) in enumerate(cells)
         )
         SessionAccess.objects.bulk_create(

@@ -1,0 +1,58 @@
+"""System checks report bad settings with stable ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+
+from kernel_status.checks import check_settings
+
+
+def check_ids() -> list[str]:
+    return [message.id for message in check_settings() if message.id]
+
+
+def test_default_settings_pass() -> None:
+    assert check_ids() == []
+
+
+@pytest.mark.parametrize("window", [None, 1, 0.5, timedelta(minutes=2)])
+def test_good_liveness_windows_pass(window: object) -> None:
+    with override_settings(KERNEL_STATUS_LIVENESS_WINDOW=window):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize("window", ["60", True, [60], {}])
+def test_liveness_window_of_wrong_type_is_e001(window: object) -> None:
+    with override_settings(KERNEL_STATUS_LIVENESS_WINDOW=window):
+        assert check_ids() == ["kernel_status.E001"]
+
+
+@pytest.mark.parametrize("window", [0, -5, timedelta(0), timedelta(seconds=-1), float("nan")])
+def test_liveness_window_not_positive_is_e002(window: object) -> None:
+    with override_settings(KERNEL_STATUS_LIVENESS_WINDOW=window):
+        assert check_ids() == ["kernel_status.E002"]
+
+
+def test_access_policy_that_cannot_be_imported_is_e003() -> None:
+    with override_settings(KERNEL_STATUS_ACCESS_POLICY="nowhere.Policy"):
+        assert check_ids() == ["kernel_status.E003"]
+
+
+@pytest.mark.parametrize("path", ["kernel_status.models.Session", "kernel_status.conf.conf"])
+def test_access_policy_of_wrong_kind_is_e004(path: str) -> None:
+    with override_settings(KERNEL_STATUS_ACCESS_POLICY=path):
+        assert check_ids() == ["kernel_status.E004"]
+
+
+def test_checks_run_with_manage_py_check() -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    with (
+        override_settings(KERNEL_STATUS_LIVENESS_WINDOW=-1),
+        pytest.raises(SystemCheckError, match=r"kernel_status\.E002"),
+    ):
+        call_command("check")
