@@ -8,6 +8,18 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/kernel_status
 
 .PHONY: install demo test lint test-sqlite test-postgres schema clean
 
+# Exits 0 when the server in the URL answers. It connects to the maintenance database, since
+# the URL's own database need not exist: pytest-django creates test_<name> itself.
+define POSTGRES_PROBE
+import sys, psycopg
+from psycopg.conninfo import make_conninfo
+try:
+    psycopg.connect(make_conninfo(sys.argv[1], dbname="postgres", connect_timeout=3)).close()
+except psycopg.OperationalError as exc:
+    sys.exit(f"PostgreSQL probe failed: {exc}".strip())
+endef
+export POSTGRES_PROBE
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -33,7 +45,7 @@ test-sqlite: install
 
 # Runs when PostgreSQL answers; skipped with a notice otherwise, except under CI=true.
 test-postgres: install
-	@if $(BIN)/python -c 'import sys, psycopg; psycopg.connect(sys.argv[1].replace("/kernel_status", "/postgres"), connect_timeout=3).close()' '$(POSTGRES_URL)' 2>/dev/null; then \
+	@if $(BIN)/python -c "$$POSTGRES_PROBE" '$(POSTGRES_URL)'; then \
 		echo "== PostgreSQL: $(POSTGRES_URL)"; \
 		DATABASE_URL='$(POSTGRES_URL)' $(BIN)/pytest; \
 	elif [ "$$CI" = "true" ]; then \

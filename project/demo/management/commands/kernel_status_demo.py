@@ -20,6 +20,7 @@ from kernel_status.choices import AccessRole, CellRuntimeState, KernelState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
 USERS = ["owner", "editor", "viewer", "stranger"]
+OPERATOR = "admin"
 # Cells per session, as (cell id, status, stale).
 SESSIONS: dict[str, dict[str, Any]] = {
     "idle": {
@@ -57,6 +58,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
+            self.seed_operator()
             tokens = {name: self.seed_user(name) for name in USERS}
             session_ids = {situation: self.seed_session(situation) for situation in SESSIONS}
         if options["json"]:
@@ -73,6 +75,15 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         token, _ = Token.objects.get_or_create(user=user)
         return str(token.key)
+
+    def seed_operator(self) -> None:
+        """A superuser to browse the admin with (demo only: password "admin")."""
+        user_model = get_user_model()
+        lookup: dict[str, Any] = {user_model.USERNAME_FIELD: OPERATOR}
+        if not user_model._default_manager.filter(**lookup).exists():
+            user_model._default_manager.create_superuser(
+                **lookup, email="", password=OPERATOR
+            )
 
     def seed_session(self, situation: str) -> str:
         spec = SESSIONS[situation]
@@ -144,7 +155,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  # expect {comment}")
             self.stdout.write(f"  {line}")
         self.stdout.write("")
-        self.stdout.write(f"Admin: {base_url}/admin/ (create a superuser with createsuperuser)")
+        self.stdout.write(f"Admin: {base_url}/admin/ (user {OPERATOR}, password {OPERATOR})")
         self.stdout.write(f"API docs: {base_url}/api/docs/  Schema: {base_url}/api/schema/")
         self.stdout.write("")
         self.stdout.write("Tokens as JSON: python manage.py kernel_status_demo --json")
