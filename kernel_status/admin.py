@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -25,10 +27,12 @@ if TYPE_CHECKING:
     KernelInline = admin.StackedInline[KernelProcess, Session]
     CellInline = admin.TabularInline[CellStatus, Session]
     AccessInline = admin.TabularInline[SessionAccess, Session]
+    AccessForm = forms.ModelForm[SessionAccess]
 else:
     ModelAdmin = admin.ModelAdmin
     KernelInline = admin.StackedInline
     CellInline = AccessInline = admin.TabularInline
+    AccessForm = forms.ModelForm
 
 
 class DerivedStatusFilter(admin.SimpleListFilter):
@@ -74,8 +78,28 @@ class CellStatusInline(ReadOnlyInlineMixin, CellInline):
     ordering = ["cell_id"]
 
 
+class GrantForm(AccessForm):
+    """A grant row whose one-grant-per-user constraint is checked before saving."""
+
+    def validate_unique(self) -> None:
+        super().validate_unique()
+        # Django 5.2 leaves constraints on an inline's foreign key out of form validation
+        # (ticket #35676, fixed in Django 6.0), so a second grant for the same user reached
+        # the database and failed there with IntegrityError. Check them here instead.
+        exclude = {
+            field.name
+            for field in self.instance._meta.fields
+            if field.name not in self.fields or field.name in self.errors
+        }
+        try:
+            self.instance.validate_constraints(exclude=exclude)
+        except ValidationError as error:
+            self.add_error(None, error)
+
+
 class GrantInline(AccessInline):
     model = SessionAccess
+    form = GrantForm
     extra = 0
     verbose_name = _("access grant")
     verbose_name_plural = _("access grants")
