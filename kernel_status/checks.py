@@ -13,7 +13,19 @@ from kernel_status.conf import conf
 
 @register(Tags.compatibility)
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    return [*_check_liveness_window(), *_check_access_policy()]
+    return [*_check_liveness_window(), *_check_access_policy(), *_check_max_batch_size()]
+
+
+def _check_max_batch_size() -> list[CheckMessage]:
+    value = conf.KERNEL_STATUS_MAX_BATCH_SIZE
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return [
+            Error(
+                f"KERNEL_STATUS_MAX_BATCH_SIZE must be a positive integer; got {value!r}.",
+                id="kernel_status.E005",
+            )
+        ]
+    return []
 
 
 def _check_liveness_window() -> list[CheckMessage]:

@@ -28,7 +28,7 @@ BUSY_CELL_STATES: tuple[str, ...] = (CellRuntimeState.QUEUED, CellRuntimeState.R
 
 
 class KernelStatus(models.TextChoices):
-    """What ``GET /api/kernel/status`` answers: the derived state of a session's kernel."""
+    """Derived state of a session's kernel, as `GET /api/kernel/status` answers it."""
 
     IDLE = "idle", _("idle")
     RUNNING = "running", _("running")

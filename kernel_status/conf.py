@@ -13,6 +13,7 @@ from django.conf import settings
 
 DEFAULT_LIVENESS_WINDOW = timedelta(seconds=60)
 DEFAULT_ACCESS_POLICY = "kernel_status.access.DefaultAccessPolicy"
+DEFAULT_MAX_BATCH_SIZE = 1000
 
 
 class Settings:
@@ -33,6 +34,11 @@ class Settings:
     def KERNEL_STATUS_ACCESS_POLICY(self) -> str:
         """Dotted path of the :class:`~kernel_status.access.AccessPolicy` to use."""
         return str(getattr(settings, "KERNEL_STATUS_ACCESS_POLICY", DEFAULT_ACCESS_POLICY))
+
+    @property
+    def KERNEL_STATUS_MAX_BATCH_SIZE(self) -> int:
+        """Most events one ingestion request may carry; more get 413."""
+        return getattr(settings, "KERNEL_STATUS_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE)
 
 
 conf = Settings()

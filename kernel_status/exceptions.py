@@ -15,6 +15,31 @@ class InvalidSessionIdHeader(APIException):
     default_code = "invalid_session_id"
 
 
+class InvalidEventBatch(APIException):
+    """Some items of a batch are invalid; the body lists each one. Nothing was applied."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("Invalid event batch.")
+    default_code = "invalid_event_batch"
+
+    def __init__(self, errors: list[dict[str, object]]) -> None:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(
+            f"Invalid event batch: events[{first['index']}].{first['field']}: "
+            f"{first['message']}{more}"
+        )
+        self.errors = errors
+
+
+class BatchTooLarge(APIException):
+    """More events than ``KERNEL_STATUS_MAX_BATCH_SIZE`` in one request."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("Too many events in one batch.")
+    default_code = "batch_too_large"
+
+
 class SessionNotFound(NotFound):
     """No session with that id, or none the caller may see: the answer is the same."""
 

@@ -71,6 +71,10 @@ class Session(models.Model):
     class Meta:
         verbose_name = _("notebook session")
         verbose_name_plural = _("notebook sessions")
+        permissions = [
+            # Granted to the service accounts of kernel hosts; edit access does not imply it.
+            ("report_kernel_events", _("Can report kernel and cell events of any session")),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(session_id=""), name="kernel_status_session_id_not_empty"

@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from kernel_status.models import Session
 
 
+REPORT_PERMISSION = "kernel_status.report_kernel_events"
+
+
+class CanReportKernelEvents(BasePermission):
+    """Allows access only to users (service accounts) with the report_kernel_events permission."""
+
+    message = _("The kernel_status.report_kernel_events permission is required.")
+    code = "report_permission_required"
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(REPORT_PERMISSION))
+
+
 class HasSessionEditAccess(BasePermission):
     """Allows access only to active users with edit access to the session."""
 

@@ -8,30 +8,29 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 
-from kernel_status.choices import KernelStatus
 
-KERNEL_STATUS_ENUM_COMPONENT = "KernelStatusStateEnum"
+class PinnedEnumFieldExtension(OpenApiSerializerFieldExtension):  # type: ignore[no-untyped-call]
+    """Documents a :class:`~kernel_status.serializers.PinnedEnumField` as a named component.
 
-
-class KernelStatusFieldExtension(OpenApiSerializerFieldExtension):  # type: ignore[no-untyped-call]
-    """Documents :class:`~kernel_status.serializers.KernelStatusField` as a named enum component.
-
-    drf-spectacular names enums after the field ("StateEnum"), which collides with any other
-    ``state`` enum in a host project; registering the component ourselves pins its name.
+    Registering the component ourselves pins its name, so a host project's schema needs no
+    ``ENUM_NAME_OVERRIDES`` for our enums.
     """
 
-    target_class = "kernel_status.serializers.KernelStatusField"
+    target_class = "kernel_status.serializers.PinnedEnumField"
+    match_subclasses = True
 
     def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        field = self.target
+        name = field.enum_component_name
+        schema: dict[str, Any] = {
+            "type": "string",
+            "enum": list(field.choices_class.values),
+            "description": (field.choices_class.__doc__ or "").strip(),
+        }
         component = ResolvedComponent(  # type: ignore[no-untyped-call]
-            name=KERNEL_STATUS_ENUM_COMPONENT,
-            type=ResolvedComponent.SCHEMA,
-            object=KERNEL_STATUS_ENUM_COMPONENT,
-            schema={
-                "type": "string",
-                "enum": list(KernelStatus.values),
-                "description": "Derived state of a session's kernel.",
-            },
+            name=name, type=ResolvedComponent.SCHEMA, object=name, schema=schema
         )
         auto_schema.registry.register_on_missing(component)
+        if getattr(field, "allow_null", False):
+            return {"allOf": [component.ref], "nullable": True}
         return component.ref

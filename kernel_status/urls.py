@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from django.urls import path
 
-from kernel_status.views import KernelStatusView
+from kernel_status.views import KernelEventsView, KernelStatusView
 
 app_name = "kernel_status"
 
 urlpatterns = [
     path("kernel/status", KernelStatusView.as_view(), name="status"),
+    path("kernel/events", KernelEventsView.as_view(), name="events"),
 ]

@@ -1,4 +1,4 @@
-"""``GET /api/kernel/status``: is this session's kernel busy right now?"""
+"""The HTTP API: ``GET /api/kernel/status`` for clients, ``POST /api/kernel/events`` for hosts."""
 
 from __future__ import annotations
 
@@ -11,25 +11,64 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kernel_status.exceptions import SessionNotFound
+from kernel_status.exceptions import InvalidEventBatch, SessionNotFound
 from kernel_status.headers import SESSION_ID_HEADER, get_session_id
+from kernel_status.ingest import parse_batch
+from kernel_status.mirror import UnknownSession, apply_events
 from kernel_status.models import Session, SessionQuerySet
-from kernel_status.permissions import HasSessionEditAccess
-from kernel_status.serializers import ErrorSerializer, KernelStatusResponseSerializer
+from kernel_status.permissions import CanReportKernelEvents, HasSessionEditAccess
+from kernel_status.serializers import (
+    BatchErrorSerializer,
+    ErrorSerializer,
+    KernelEventBatchResultSerializer,
+    KernelEventBatchSerializer,
+    KernelStatusResponseSerializer,
+)
 
 
-def _error(example_name: str, description: str, detail: str) -> OpenApiResponse:
+def _error(
+    example_name: str, description: str, detail: str, serializer: type = ErrorSerializer
+) -> OpenApiResponse:
     return OpenApiResponse(
-        response=ErrorSerializer,
+        response=serializer,
         description=description,
         examples=[OpenApiExample(example_name, value={"detail": detail})],
     )
 
 
-class KernelStatusView(GenericAPIView[Session]):
+SESSION_ID_PARAMETER = OpenApiParameter(
+    SESSION_ID_HEADER,
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
+    description="Id of the notebook session (1 to 128 characters, no control characters).",
+)
+MISSING_HEADER = _error(
+    "MissingHeader",
+    "Header missing, empty, too long or with control characters.",
+    f"The {SESSION_ID_HEADER} header is required.",
+)
+NOT_AUTHENTICATED = _error(
+    "NotAuthenticated", "Not authenticated.", "Authentication credentials were not provided."
+)
+
+
+class NoStoreMixin:
+    """Every answer, errors included, is marked uncacheable: the mirror changes constantly."""
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response["Cache-Control"] = "no-store"
+        return response
+
+
+class KernelStatusView(NoStoreMixin, GenericAPIView[Session]):
     """Answer ``{"state": "running" | "idle" | "stopped"}`` for the session in the header.
 
     Order of checks: authentication (401), then the header (400), then one query that
@@ -64,32 +103,15 @@ class KernelStatusView(GenericAPIView[Session]):
             "header. Requires edit access to that session. Responses are never cached."
         ),
         tags=["kernel"],
-        parameters=[
-            OpenApiParameter(
-                SESSION_ID_HEADER,
-                str,
-                OpenApiParameter.HEADER,
-                required=True,
-                description="Id of the notebook session (1 to 128 characters, no control "
-                "characters).",
-            ),
-        ],
+        parameters=[SESSION_ID_PARAMETER],
         responses={
             200: OpenApiResponse(
                 response=KernelStatusResponseSerializer,
                 description="The kernel's state.",
                 examples=[OpenApiExample("Running", value={"state": "running"})],
             ),
-            400: _error(
-                "MissingHeader",
-                "Header missing, empty, too long or with control characters.",
-                f"The {SESSION_ID_HEADER} header is required.",
-            ),
-            401: _error(
-                "NotAuthenticated",
-                "Not authenticated.",
-                "Authentication credentials were not provided.",
-            ),
+            400: MISSING_HEADER,
+            401: NOT_AUTHENTICATED,
             403: _error(
                 "EditAccessRequired",
                 "Authenticated, may view the session but not edit it.",
@@ -106,10 +128,97 @@ class KernelStatusView(GenericAPIView[Session]):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return Response(self.get_serializer(self.get_object()).data)
 
-    def finalize_response(
-        self, request: Request, response: Response, *args: Any, **kwargs: Any
-    ) -> Response:
-        response = super().finalize_response(request, response, *args, **kwargs)
-        # A status is stale the moment it is read; errors must not be cached either.
-        response["Cache-Control"] = "no-store"
+
+class KernelEventsView(NoStoreMixin, GenericAPIView[Any]):
+    """Take a batch of events for one session from a kernel host and apply it atomically."""
+
+    permission_classes = [CanReportKernelEvents]
+    parser_classes = [JSONParser]
+    serializer_class = KernelEventBatchSerializer
+    http_method_names = ["post"]
+    pagination_class = None
+    filter_backends = []
+
+    @extend_schema(
+        operation_id="kernel_events",
+        summary="Report kernel and cell events of one session",
+        description=(
+            "For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle "
+            "reports (`kernel-started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in "
+            "one transaction. Events older than what is stored are ignored, so retries and "
+            "out-of-order delivery are safe. Frames with other ops are accepted and counted. "
+            "Requires the `kernel_status.report_kernel_events` permission; session edit "
+            "access does not count. A rejected batch changes nothing."
+        ),
+        tags=["kernel"],
+        parameters=[SESSION_ID_PARAMETER],
+        request=KernelEventBatchSerializer,
+        responses={
+            200: OpenApiResponse(
+                response=KernelEventBatchResultSerializer,
+                description="The batch was applied.",
+                examples=[
+                    OpenApiExample(
+                        "Applied", value={"applied": 3, "ignored_older": 1, "ignored_ops": 2}
+                    )
+                ],
+            ),
+            400: OpenApiResponse(
+                response=BatchErrorSerializer,
+                description="Bad header, body that is not JSON, or invalid items (each listed "
+                "in `errors`). Nothing was applied.",
+                examples=[
+                    OpenApiExample(
+                        "InvalidItem",
+                        value={
+                            "detail": 'Invalid event batch: events[0].data.status: "done" is '
+                            "not a valid choice.",
+                            "errors": [
+                                {
+                                    "index": 0,
+                                    "field": "data.status",
+                                    "message": '"done" is not a valid choice.',
+                                }
+                            ],
+                        },
+                    )
+                ],
+            ),
+            401: NOT_AUTHENTICATED,
+            403: _error(
+                "MissingPermission",
+                "Authenticated without the report_kernel_events permission.",
+                "The kernel_status.report_kernel_events permission is required.",
+            ),
+            404: _error("SessionNotFound", "No session has this id.", "Session not found."),
+            405: _error("MethodNotAllowed", "Method other than POST.", 'Method "GET" not allowed.'),
+            413: _error(
+                "BatchTooLarge",
+                "More events than KERNEL_STATUS_MAX_BATCH_SIZE.",
+                "The batch has 1001 events; at most 1000 are accepted per request.",
+            ),
+            415: _error(
+                "UnsupportedMediaType",
+                "The body is not JSON.",
+                'Unsupported media type "text/plain" in request.',
+            ),
+        },
+    )
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        session_id = get_session_id(request)
+        batch = parse_batch(request.data)
+        result = self.perform_apply(session_id, batch.events)
+        result.ignored_ops = batch.ignored_ops
+        return Response(KernelEventBatchResultSerializer(result).data)
+
+    def perform_apply(self, session_id: str, events: list[Any]) -> Any:
+        try:
+            return apply_events(session_id, events)
+        except UnknownSession:
+            raise SessionNotFound() from None
+
+    def handle_exception(self, exc: Exception) -> Response:
+        response = super().handle_exception(exc)
+        if isinstance(exc, InvalidEventBatch) and isinstance(response.data, dict):
+            response.data["errors"] = exc.errors
         return response

@@ -47,6 +47,12 @@ def test_access_policy_of_wrong_kind_is_e004(path: str) -> None:
         assert check_ids() == ["kernel_status.E004"]
 
 
+@pytest.mark.parametrize("size", [0, -1, 1.5, "100", True])
+def test_max_batch_size_not_a_positive_integer_is_e005(size: object) -> None:
+    with override_settings(KERNEL_STATUS_MAX_BATCH_SIZE=size):
+        assert check_ids() == ["kernel_status.E005"]
+
+
 def test_checks_run_with_manage_py_check() -> None:
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError

@@ -1,0 +1,289 @@
+"""POST /api/kernel/events: kernel hosts report marimo frames and lifecycle events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from kernel_status import mirror
+from kernel_status.models import CellStatus, KernelProcess, Session
+from tests.conftest import get_status
+
+EVENTS_URL = "/api/kernel/events"
+NOW = time.time()
+
+
+def cell_op(cell_id: str, status: str | None, t: Any, **extra: Any) -> dict[str, Any]:
+    # The shape of marimo's websocket frame, with the keys we do not read.
+    return {
+        "op": "cell-op",
+        "data": {
+            "op": "cell-op",
+            "cell_id": cell_id,
+            "output": None,
+            "console": None,
+            "status": status,
+            "stale_inputs": None,
+            "run_id": "r1",
+            "serialization": None,
+            "timestamp": t,
+            **extra,
+        },
+    }
+
+
+@pytest.fixture
+def session(users: dict[str, User]) -> Session:
+    return mirror.register_session("s1", owner=users["owner"], notebook="nb.py")
+
+
+@pytest.fixture
+def reporter(users: dict[str, User]) -> APIClient:
+    """A kernel host's service account, granted the permission through a group."""
+    account = User.objects.create_user("kernel-host")
+    group = Group.objects.create(name="kernel hosts")
+    group.permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    account.groups.add(group)
+    client = APIClient()
+    client.force_authenticate(account)
+    return client
+
+
+def post(client: APIClient, body: Any, session_id: str | None = "s1", **extra: Any) -> Any:
+    headers = {} if session_id is None else {"Marimo-Session-Id": session_id}
+    return client.post(EVENTS_URL, body, format="json", headers=headers, **extra)
+
+
+def stored_cells() -> dict[str, str]:
+    return dict(CellStatus.objects.values_list("cell_id", "status"))
+
+
+def test_frames_and_lifecycle_are_applied(
+    session: Session, reporter: APIClient, users: dict[str, User]
+) -> None:
+    body = {
+        "events": [
+            {"op": "kernel-started", "data": {"timestamp": NOW - 5}},
+            {"op": "kernel-ready", "data": {"cell_ids": ["a"], "codes": ["1"]}},
+            cell_op("a", "queued", NOW - 4),
+            cell_op("a", "running", NOW - 3),
+            {"op": "kernel-heartbeat", "data": {"timestamp": NOW - 2}},
+            {"op": "variables", "data": {"variables": []}},
+        ]
+    }
+    response = post(reporter, body)
+    assert response.status_code == 200
+    assert response.json() == {"applied": 4, "ignored_older": 0, "ignored_ops": 2}
+    assert response["Cache-Control"] == "no-store"
+    assert stored_cells() == {"a": "running"}
+    owner = APIClient()
+    owner.force_authenticate(users["owner"])
+    assert get_status(owner, "s1").json() == {"state": "running"}
+
+    response = post(
+        reporter,
+        {"events": [{"op": "kernel-stopped", "data": {"exit_code": -9, "cause": "killed"}}]},
+    )
+    assert response.json() == {"applied": 1, "ignored_older": 0, "ignored_ops": 0}
+    kernel = KernelProcess.objects.get(session=session)
+    assert (kernel.state, kernel.exit_code, kernel.exit_cause) == ("stopped", -9, "killed")
+    assert get_status(owner, "s1").json() == {"state": "stopped"}
+
+
+def test_same_batch_twice_is_ignored_the_second_time(session: Session, reporter: APIClient) -> None:
+    body = {"events": [cell_op("a", "running", NOW), cell_op("b", "idle", NOW)]}
+    assert post(reporter, body).json() == {"applied": 2, "ignored_older": 0, "ignored_ops": 0}
+    assert post(reporter, body).json() == {"applied": 0, "ignored_older": 2, "ignored_ops": 0}
+    assert stored_cells() == {"a": "running", "b": "idle"}
+
+
+def test_empty_batch_is_fine(session: Session, reporter: APIClient) -> None:
+    assert post(reporter, {"events": []}).json() == {
+        "applied": 0,
+        "ignored_older": 0,
+        "ignored_ops": 0,
+    }
+
+
+# --- authorization ----------------------------------------------------------------------------
+
+
+def test_anonymous_gets_401(session: Session) -> None:
+    response = post(APIClient(), {"events": []})
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+
+
+@pytest.mark.parametrize("username", ["owner", "editor", "viewer", "stranger"])
+def test_session_access_does_not_allow_reporting(
+    session: Session, users: dict[str, User], username: str
+) -> None:
+    client = APIClient()
+    client.force_authenticate(users[username])
+    response = post(client, {"events": [cell_op("a", "running", NOW)]})
+    assert response.status_code == 403
+    assert response.json() == {
+        "detail": "The kernel_status.report_kernel_events permission is required."
+    }
+    assert not CellStatus.objects.exists()
+
+
+def test_unauthorized_caller_cannot_probe_sessions(users: dict[str, User]) -> None:
+    client = APIClient()
+    client.force_authenticate(users["editor"])
+    assert post(client, {"events": []}, session_id="nope").status_code == 403
+
+
+def test_permission_granted_directly_works(session: Session, users: dict[str, User]) -> None:
+    account = users["stranger"]
+    account.user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    client = APIClient()
+    client.force_authenticate(User.objects.get(pk=account.pk))
+    assert post(client, {"events": []}).status_code == 200
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("item", "field", "message"),
+    [
+        ("nope", "", "Must be a JSON object."),
+        ({"data": {}}, "op", "Must be a string."),
+        ({"op": "cell-op"}, "data", "Must be a JSON object."),
+        (cell_op("a", "done", NOW), "data.status", '"done" is not a valid choice.'),
+        (cell_op("", "idle", NOW), "data.cell_id", "This field may not be blank."),
+        (cell_op("a\x01", "idle", NOW), "data.cell_id", "Cell id contains control characters."),
+        (cell_op("a", "idle", "yesterday"), "data.timestamp", "A valid number is required."),
+        (
+            cell_op("a", "idle", -1),
+            "data.timestamp",
+            "Ensure this value is greater than or equal to 0.",
+        ),
+        ({"op": "cell-op", "data": {"cell_id": "a"}}, "data.timestamp", "This field is required."),
+        (
+            cell_op("a", "idle", NOW, stale_inputs="maybe"),
+            "data.stale_inputs",
+            "Must be a valid boolean.",
+        ),
+        (
+            {"op": "kernel-stopped", "data": {"exit_code": "x"}},
+            "data.exit_code",
+            "A valid integer is required.",
+        ),
+    ],
+)
+def test_invalid_item_is_named_and_nothing_is_applied(
+    session: Session, reporter: APIClient, item: Any, field: str, message: str
+) -> None:
+    body = {"events": [cell_op("ok", "running", NOW), {"op": "kernel-started", "data": {}}, item]}
+    response = post(reporter, body)
+    assert response.status_code == 400
+    assert response.json() == {
+        "detail": f"Invalid event batch: events[2].{field}: {message}",
+        "errors": [{"index": 2, "field": field, "message": message}],
+    }
+    assert not CellStatus.objects.exists()
+    assert not KernelProcess.objects.exists()
+
+
+def test_every_invalid_item_is_listed(session: Session, reporter: APIClient) -> None:
+    body = {"events": [cell_op("a", "done", NOW), cell_op("b", "idle", NOW), 7]}
+    response = post(reporter, body)
+    assert response.status_code == 400
+    assert response.json()["detail"].endswith("(and 1 more)")
+    assert [(e["index"], e["field"]) for e in response.json()["errors"]] == [
+        (0, "data.status"),
+        (2, ""),
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [[], {"events": {}}, {"evts": []}, "events"],
+    ids=["list", "events-not-list", "no-events", "string"],
+)
+def test_body_of_wrong_shape_gets_400(session: Session, reporter: APIClient, body: Any) -> None:
+    response = post(reporter, body)
+    assert response.status_code == 400
+    assert response.json() == {"detail": 'The body must be a JSON object with an "events" list.'}
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b'{"events": [NaN]}'])
+def test_malformed_json_gets_400(session: Session, reporter: APIClient, raw: bytes) -> None:
+    response = reporter.post(
+        EVENTS_URL, raw, content_type="application/json", headers={"Marimo-Session-Id": "s1"}
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["detail"].startswith("JSON parse error")
+
+
+def test_non_json_body_gets_415(session: Session, reporter: APIClient) -> None:
+    response = reporter.post(
+        EVENTS_URL, "events", content_type="text/plain", headers={"Marimo-Session-Id": "s1"}
+    )
+    assert response.status_code == 415
+    assert response.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
+
+
+@override_settings(KERNEL_STATUS_MAX_BATCH_SIZE=3)
+def test_batch_over_the_limit_gets_413_and_changes_nothing(
+    session: Session, reporter: APIClient
+) -> None:
+    ok = post(reporter, {"events": [cell_op(c, "idle", NOW) for c in "abc"]})
+    assert ok.status_code == 200
+    response = post(reporter, {"events": [cell_op(c, "running", NOW + 1) for c in "abcd"]})
+    assert response.status_code == 413
+    assert response.json() == {
+        "detail": "The batch has 4 events; at most 3 are accepted per request."
+    }
+    assert stored_cells() == {"a": "idle", "b": "idle", "c": "idle"}
+
+
+def test_unknown_session_gets_404(session: Session, reporter: APIClient) -> None:
+    response = post(reporter, {"events": [cell_op("a", "idle", NOW)]}, session_id="nope")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Session not found."}
+    assert not CellStatus.objects.exists()
+
+
+@pytest.mark.parametrize("value", [None, "", "x" * 129, "a\x00b"])
+def test_bad_header_gets_400(session: Session, reporter: APIClient, value: str | None) -> None:
+    response = post(reporter, {"events": []}, session_id=value)
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The Marimo-Session-Id header ")
+
+
+def test_get_gets_405(session: Session, reporter: APIClient) -> None:
+    response = reporter.get(EVENTS_URL, headers={"Marimo-Session-Id": "s1"})
+    assert response.status_code == 405
+    assert response.json() == {"detail": 'Method "GET" not allowed.'}
+
+
+# --- cost ----------------------------------------------------------------------------------------
+
+
+def test_query_count_does_not_grow_with_the_batch(session: Session, reporter: APIClient) -> None:
+    def count(size: int, t: float) -> int:
+        body = {
+            "events": [
+                {"op": "kernel-started", "data": {"timestamp": t}},
+                *(cell_op(f"c{i}", "running", t + 1) for i in range(size)),
+            ]
+        }
+        with CaptureQueriesContext(connection) as context:
+            response = post(reporter, body)
+        assert response.json()["applied"] == size + 1
+        return len(context.captured_queries)
+
+    count(1, NOW - 200)  # warm-up: the first request also loads the account's permissions
+    assert count(1, NOW - 100) == count(999, NOW - 50)
+    assert stored_cells()["c998"] == "running"
