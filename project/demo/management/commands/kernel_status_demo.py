@@ -81,9 +81,7 @@ class Command(BaseCommand):
         user_model = get_user_model()
         lookup: dict[str, Any] = {user_model.USERNAME_FIELD: OPERATOR}
         if not user_model._default_manager.filter(**lookup).exists():
-            user_model._default_manager.create_superuser(
-                **lookup, email="", password=OPERATOR
-            )
+            user_model._default_manager.create_superuser(**lookup, email="", password=OPERATOR)
 
     def seed_session(self, situation: str) -> str:
         spec = SESSIONS[situation]

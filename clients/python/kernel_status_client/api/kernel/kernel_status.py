@@ -1,0 +1,194 @@
+from http import HTTPStatus
+from typing import Any
+
+import httpx
+
+from ... import errors
+from ...client import AuthenticatedClient, Client
+from ...models.kernel_status_error import KernelStatusError
+from ...models.kernel_status_response import KernelStatusResponse
+from ...types import Response
+
+
+def _get_kwargs(
+    *,
+    marimo_session_id: str,
+) -> dict[str, Any]:
+    headers: dict[str, Any] = {}
+    headers["Marimo-Session-Id"] = marimo_session_id
+
+    _kwargs: dict[str, Any] = {
+        "method": "get",
+        "url": "/api/kernel/status",
+    }
+
+    _kwargs["headers"] = headers
+    return _kwargs
+
+
+def _parse_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> KernelStatusError | KernelStatusResponse | None:
+    if response.status_code == 200:
+        response_200 = KernelStatusResponse.from_dict(response.json())
+
+        return response_200
+
+    if response.status_code == 400:
+        response_400 = KernelStatusError.from_dict(response.json())
+
+        return response_400
+
+    if response.status_code == 401:
+        response_401 = KernelStatusError.from_dict(response.json())
+
+        return response_401
+
+    if response.status_code == 403:
+        response_403 = KernelStatusError.from_dict(response.json())
+
+        return response_403
+
+    if response.status_code == 404:
+        response_404 = KernelStatusError.from_dict(response.json())
+
+        return response_404
+
+    if response.status_code == 405:
+        response_405 = KernelStatusError.from_dict(response.json())
+
+        return response_405
+
+    if client.raise_on_unexpected_status:
+        raise errors.UnexpectedStatus(response.status_code, response.content)
+    else:
+        return None
+
+
+def _build_response(
+    *, client: AuthenticatedClient | Client, response: httpx.Response
+) -> Response[KernelStatusError | KernelStatusResponse]:
+    return Response(
+        status_code=HTTPStatus(response.status_code),
+        content=response.content,
+        headers=response.headers,
+        parsed=_parse_response(client=client, response=response),
+    )
+
+
+def sync_detailed(
+    *,
+    client: AuthenticatedClient,
+    marimo_session_id: str,
+) -> Response[KernelStatusError | KernelStatusResponse]:
+    """Is this session's kernel busy?
+
+     Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
+    access to that session. Responses are never cached.
+
+    Args:
+        marimo_session_id (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[KernelStatusError | KernelStatusResponse]
+    """
+
+    kwargs = _get_kwargs(
+        marimo_session_id=marimo_session_id,
+    )
+
+    response = client.get_httpx_client().request(
+        **kwargs,
+    )
+
+    return _build_response(client=client, response=response)
+
+
+def sync(
+    *,
+    client: AuthenticatedClient,
+    marimo_session_id: str,
+) -> KernelStatusError | KernelStatusResponse | None:
+    """Is this session's kernel busy?
+
+     Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
+    access to that session. Responses are never cached.
+
+    Args:
+        marimo_session_id (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        KernelStatusError | KernelStatusResponse
+    """
+
+    return sync_detailed(
+        client=client,
+        marimo_session_id=marimo_session_id,
+    ).parsed
+
+
+async def asyncio_detailed(
+    *,
+    client: AuthenticatedClient,
+    marimo_session_id: str,
+) -> Response[KernelStatusError | KernelStatusResponse]:
+    """Is this session's kernel busy?
+
+     Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
+    access to that session. Responses are never cached.
+
+    Args:
+        marimo_session_id (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        Response[KernelStatusError | KernelStatusResponse]
+    """
+
+    kwargs = _get_kwargs(
+        marimo_session_id=marimo_session_id,
+    )
+
+    response = await client.get_async_httpx_client().request(**kwargs)
+
+    return _build_response(client=client, response=response)
+
+
+async def asyncio(
+    *,
+    client: AuthenticatedClient,
+    marimo_session_id: str,
+) -> KernelStatusError | KernelStatusResponse | None:
+    """Is this session's kernel busy?
+
+     Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
+    access to that session. Responses are never cached.
+
+    Args:
+        marimo_session_id (str):
+
+    Raises:
+        errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
+        httpx.TimeoutException: If the request takes longer than Client.timeout.
+
+    Returns:
+        KernelStatusError | KernelStatusResponse
+    """
+
+    return (
+        await asyncio_detailed(
+            client=client,
+            marimo_session_id=marimo_session_id,
+        )
+    ).parsed

@@ -1,0 +1,33 @@
+"""Contains all the data models used in inputs/outputs"""
+
+from .cell_op_data import CellOpData
+from .cell_op_event import CellOpEvent
+from .cell_runtime_state_enum import CellRuntimeStateEnum
+from .kernel_event_batch import KernelEventBatch
+from .kernel_event_batch_error import KernelEventBatchError
+from .kernel_event_batch_item_error import KernelEventBatchItemError
+from .kernel_event_batch_result import KernelEventBatchResult
+from .kernel_heartbeat_event import KernelHeartbeatEvent
+from .kernel_lifecycle_data import KernelLifecycleData
+from .kernel_started_event import KernelStartedEvent
+from .kernel_status_error import KernelStatusError
+from .kernel_status_response import KernelStatusResponse
+from .kernel_status_state_enum import KernelStatusStateEnum
+from .kernel_stopped_event import KernelStoppedEvent
+
+__all__ = (
+    "CellOpData",
+    "CellOpEvent",
+    "CellRuntimeStateEnum",
+    "KernelEventBatch",
+    "KernelEventBatchError",
+    "KernelEventBatchItemError",
+    "KernelEventBatchResult",
+    "KernelHeartbeatEvent",
+    "KernelLifecycleData",
+    "KernelStartedEvent",
+    "KernelStatusError",
+    "KernelStatusResponse",
+    "KernelStatusStateEnum",
+    "KernelStoppedEvent",
+)

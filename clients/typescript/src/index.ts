@@ -1,0 +1,253 @@
+/**
+ * A small typed client for kernel_status's `GET /api/kernel/status`.
+ *
+ * The types come from `./schema.ts`, which openapi-typescript generates from the server's
+ * OpenAPI schema (`npm run generate`), so a change to the contract breaks this file's build.
+ */
+import {
+  kernelStatusStateEnumValues,
+  type components,
+  type operations,
+  type paths,
+} from "./schema.js";
+
+type Operation = operations["kernel_status"];
+
+/** `"idle" | "running" | "stopped"`. */
+export type KernelState = components["schemas"]["KernelStatusStateEnum"];
+/** The 200 body: `{ state }`. */
+export type KernelStatusResponse = components["schemas"]["KernelStatusResponse"];
+/** The body of every error answer: `{ detail }`. */
+export type KernelStatusErrorBody = components["schemas"]["KernelStatusError"];
+/** The error statuses the schema documents: 400, 401, 403, 404 and 405. */
+export type KernelStatusErrorStatus = Exclude<keyof Operation["responses"], 200>;
+
+/** The endpoint's path. It is checked against the schema, so a renamed path fails to build. */
+export const KERNEL_STATUS_PATH = "/api/kernel/status" satisfies keyof paths;
+/** The request header that names the session. Checked against the schema too. */
+export const SESSION_ID_HEADER =
+  "Marimo-Session-Id" satisfies keyof Operation["parameters"]["header"];
+/** Every state, in the schema's order. */
+export const KERNEL_STATES: readonly KernelState[] = kernelStatusStateEnumValues;
+
+// `satisfies` fails the build if the schema gains or loses a documented error status.
+const ERROR_STATUSES = {
+  400: true,
+  401: true,
+  403: true,
+  404: true,
+  405: true,
+} as const satisfies Record<KernelStatusErrorStatus, true>;
+
+/** The server answered one of the documented error statuses. */
+export class KernelStatusError extends Error {
+  override readonly name = "KernelStatusError";
+
+  constructor(
+    /** 400, 401, 403, 404 or 405. */
+    readonly status: KernelStatusErrorStatus,
+    /** The server's `detail`, for example `"Session not found."`. */
+    readonly detail: string,
+    /** The session id that was asked about. */
+    readonly sessionId: string,
+  ) {
+    super(`GET ${KERNEL_STATUS_PATH} for session ${JSON.stringify(sessionId)}: ${status} ${detail}`);
+  }
+}
+
+/** The server answered something the schema does not document (a 500, or a body of the wrong shape). */
+export class UnexpectedResponseError extends Error {
+  override readonly name = "UnexpectedResponseError";
+
+  constructor(
+    readonly status: number,
+    /** The raw response body. */
+    readonly body: string,
+  ) {
+    super(`GET ${KERNEL_STATUS_PATH}: unexpected ${status} response: ${body.slice(0, 200)}`);
+  }
+}
+
+/** `waitUntilIdle` gave up: the kernel was not idle within `timeoutMs`. */
+export class WaitTimeoutError extends Error {
+  override readonly name = "WaitTimeoutError";
+
+  constructor(
+    readonly sessionId: string,
+    readonly timeoutMs: number,
+    /** The last state seen, or `undefined` if no answer came back in time. */
+    readonly lastState: KernelState | undefined,
+  ) {
+    super(
+      `Session ${JSON.stringify(sessionId)} was not idle after ${timeoutMs} ms` +
+        (lastState === undefined ? " (no answer yet)" : ` (last state: ${lastState})`),
+    );
+  }
+}
+
+export interface KernelStatusClientOptions {
+  /** The server's URL, optionally with a path prefix: `https://notebooks.example.com`. */
+  baseUrl: string;
+  /** A DRF token, sent as `Authorization: Token <token>`. Omit it to send no credentials. */
+  token?: string | undefined;
+  /** The fetch to use. Defaults to the global `fetch`. */
+  fetch?: typeof fetch | undefined;
+}
+
+export interface RequestOptions {
+  /** Aborts the request; the promise then rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+}
+
+export interface WaitOptions extends RequestOptions {
+  /** Give up after this long, with a `WaitTimeoutError`. Default 30 000 ms. */
+  timeoutMs?: number | undefined;
+  /** The pause after the first non-idle answer. Each pause doubles, up to `maxIntervalMs`. Default 250 ms. */
+  intervalMs?: number | undefined;
+  /** The longest pause between two polls. Default 5 000 ms. */
+  maxIntervalMs?: number | undefined;
+}
+
+const MAX_TIMER_MS = 2_147_483_647; // setTimeout's limit
+
+export class KernelStatusClient {
+  readonly baseUrl: string;
+  readonly #token: string | undefined;
+  readonly #fetch: typeof fetch;
+
+  constructor({ baseUrl, token, fetch: fetchImpl }: KernelStatusClientOptions) {
+    this.baseUrl = baseUrl.replace(/\/+$/, "");
+    this.#token = token;
+    this.#fetch = fetchImpl ?? ((input, init) => globalThis.fetch(input, init));
+  }
+
+  /** The endpoint's absolute URL. */
+  get url(): string {
+    return this.baseUrl + KERNEL_STATUS_PATH;
+  }
+
+  /**
+   * The state of the session's kernel.
+   *
+   * Rejects with a `KernelStatusError` (carrying `status` and `detail`) on a documented error
+   * answer, and with an `UnexpectedResponseError` on anything else that is not a valid 200.
+   */
+  async getKernelStatus(
+    sessionId: string,
+    { signal }: RequestOptions = {},
+  ): Promise<KernelStatusResponse> {
+    const headers: Record<string, string> = {
+      Accept: "application/json",
+      [SESSION_ID_HEADER]: sessionId,
+    };
+    if (this.#token !== undefined) {
+      headers["Authorization"] = `Token ${this.#token}`;
+    }
+    const response = await this.#fetch(this.url, { method: "GET", headers, signal: signal ?? null });
+    const text = await response.text();
+    const body = parseJson(text);
+    if (response.status === 200 && isStatusBody(body)) {
+      return { state: body.state };
+    }
+    if (isErrorStatus(response.status) && isErrorBody(body)) {
+      throw new KernelStatusError(response.status, body.detail, sessionId);
+    }
+    throw new UnexpectedResponseError(response.status, text);
+  }
+
+  /**
+   * Poll until the session's kernel is idle, and resolve with that answer.
+   *
+   * The first poll is immediate. After each non-idle answer it waits `intervalMs`, doubling the
+   * pause each time up to `maxIntervalMs`. After `timeoutMs` it aborts any request in flight,
+   * clears its timers and rejects with a `WaitTimeoutError`. An error answer (for example a 404)
+   * rejects at once with its `KernelStatusError`. Aborting `signal` rejects with its reason.
+   * A stopped kernel is polled like a running one, since it may be started again.
+   */
+  async waitUntilIdle(sessionId: string, options: WaitOptions = {}): Promise<KernelStatusResponse> {
+    const { timeoutMs = 30_000, intervalMs = 250, maxIntervalMs = 5_000, signal } = options;
+    checkDelay("timeoutMs", timeoutMs, 0);
+    checkDelay("intervalMs", intervalMs, 1);
+    checkDelay("maxIntervalMs", maxIntervalMs, intervalMs);
+    signal?.throwIfAborted();
+
+    const controller = new AbortController();
+    let timedOut = false;
+    let lastState: KernelState | undefined;
+    const deadline = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeoutMs);
+    const forwardAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", forwardAbort, { once: true });
+    try {
+      let pause = intervalMs;
+      for (;;) {
+        const answer = await this.getKernelStatus(sessionId, { signal: controller.signal });
+        lastState = answer.state;
+        if (answer.state === "idle") {
+          return answer;
+        }
+        await sleep(pause, controller.signal);
+        pause = Math.min(pause * 2, maxIntervalMs);
+      }
+    } catch (error) {
+      if (timedOut) {
+        throw new WaitTimeoutError(sessionId, timeoutMs, lastState);
+      }
+      throw error;
+    } finally {
+      clearTimeout(deadline);
+      signal?.removeEventListener("abort", forwardAbort);
+    }
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isStatusBody(body: unknown): body is KernelStatusResponse {
+  return isRecord(body) && KERNEL_STATES.includes(body["state"] as KernelState);
+}
+
+function isErrorBody(body: unknown): body is KernelStatusErrorBody {
+  return isRecord(body) && typeof body["detail"] === "string";
+}
+
+function isErrorStatus(status: number): status is KernelStatusErrorStatus {
+  return Object.hasOwn(ERROR_STATUSES, status);
+}
+
+function checkDelay(name: string, value: number, minimum: number): void {
+  if (!Number.isFinite(value) || value < minimum || value > MAX_TIMER_MS) {
+    throw new RangeError(`${name} must be a number of milliseconds from ${minimum} to ${MAX_TIMER_MS}`);
+  }
+}
+
+/** Resolve after `ms`, or reject with the signal's reason as soon as it aborts. Leaves no timer. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}

@@ -1,0 +1,273 @@
+"""clients/python is what openapi-python-client generates from schema.yml, and it works.
+
+The committed tree must equal a fresh generation, and the generated client gets each state and
+each documented error from a live server seeded with the demo data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import io
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from collections.abc import Callable
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from django.core.management import call_command
+from kernel_status_client import AuthenticatedClient
+from kernel_status_client.api.kernel import kernel_status
+from kernel_status_client.models import (
+    KernelStatusError,
+    KernelStatusResponse,
+    KernelStatusStateEnum,
+)
+from pytest_django.live_server_helper import LiveServer
+
+# The clients test the HTTP contract, not the database: one pass of the suite is enough, so
+# the PostgreSQL pass (which sets DATABASE_URL) leaves them out.
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")),
+    reason="the generated clients are tested on the SQLite pass only",
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = ROOT / "schema.yml"
+CONFIG = ROOT / "clients" / "openapi-python-client.yml"
+COMMITTED = ROOT / "clients" / "python"
+REGENERATE = (
+    'PATH="$PWD/.venv/bin:$PATH" RUFF_NO_CACHE=true .venv/bin/openapi-python-client generate '
+    "--path schema.yml --config clients/openapi-python-client.yml --meta uv --fail-on-warning "
+    "--output-path clients/python"
+)
+IGNORED_PARTS = {"__pycache__", ".ruff_cache", ".mypy_cache", ".pytest_cache"}
+
+
+def generate(output: Path) -> None:
+    """Run the generator as REGENERATE does, with this interpreter's ruff for the post hooks."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+        "RUFF_NO_CACHE": "true",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "openapi_python_client",
+            "generate",
+            "--path",
+            str(SCHEMA),
+            "--config",
+            str(CONFIG),
+            "--meta",
+            "uv",
+            "--fail-on-warning",
+            "--output-path",
+            str(output),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    # --fail-on-warning: a skipped post hook (no ruff on PATH) or a part of the schema that the
+    # generator cannot express is a failure too, not a quietly different tree.
+    if result.returncode != 0:
+        pytest.fail(
+            f"openapi-python-client failed (exit {result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}",
+            pytrace=False,
+        )
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and not IGNORED_PARTS.intersection(path.relative_to(root).parts)
+    }
+
+
+def test_generator_version_is_the_pinned_one() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = [
+        requirement
+        for requirement in pyproject["project"]["optional-dependencies"]["test"]
+        if requirement.startswith("openapi-python-client")
+    ]
+    assert pins == [f"openapi-python-client=={version('openapi-python-client')}"], (
+        "the installed openapi-python-client is not the one pinned in pyproject.toml's test "
+        "extra: reinstall with `pip install -e '.[test]'`"
+    )
+
+
+def test_committed_client_is_fresh(tmp_path: Path) -> None:
+    fresh = tmp_path / "python"
+    generate(fresh)
+    committed, regenerated = tree(COMMITTED), tree(fresh)
+    problems = [f"missing from clients/python: {name}" for name in regenerated.keys() - committed]
+    problems += [f"not generated: clients/python/{name}" for name in committed.keys() - regenerated]
+    for name in sorted(committed.keys() & regenerated.keys()):
+        if committed[name] != regenerated[name]:
+            diff = difflib.unified_diff(
+                committed[name].decode().splitlines(),
+                regenerated[name].decode().splitlines(),
+                f"committed/{name}",
+                f"regenerated/{name}",
+                lineterm="",
+                n=1,
+            )
+            problems.append("\n".join(list(diff)[:40]))
+    if problems:
+        pytest.fail(
+            "clients/python is stale against schema.yml. From the repository root, run:\n"
+            f"  rm -rf clients/python && {REGENERATE}\n\n" + "\n".join(problems),
+            pytrace=False,
+        )
+
+
+@pytest.fixture
+def demo(live_server: LiveServer, transactional_db: Any) -> dict[str, Any]:
+    """Demo users and sessions, committed so that the live server sees them."""
+    out = io.StringIO()
+    call_command("kernel_status_demo", "--json", stdout=out)
+    seeded: dict[str, Any] = json.loads(out.getvalue())
+    return seeded
+
+
+def without(header: str) -> Callable[[httpx.Request], None]:
+    """An httpx request hook that drops one header before the request is sent."""
+
+    def hook(request: httpx.Request) -> None:
+        del request.headers[header]
+
+    return hook
+
+
+def client_for(
+    live_server: LiveServer, token: str, *, drop_header: str | None = None
+) -> AuthenticatedClient:
+    httpx_args: dict[str, Any] = {}
+    if drop_header is not None:
+        httpx_args["event_hooks"] = {"request": [without(drop_header)]}
+    return AuthenticatedClient(
+        base_url=live_server.url,
+        token=token,
+        prefix="Token",
+        raise_on_unexpected_status=True,
+        httpx_args=httpx_args,
+    )
+
+
+@pytest.mark.parametrize(
+    ("situation", "state"),
+    [
+        ("idle", KernelStatusStateEnum.IDLE),
+        ("running", KernelStatusStateEnum.RUNNING),
+        ("stopped", KernelStatusStateEnum.STOPPED),
+        ("not_started", KernelStatusStateEnum.STOPPED),
+    ],
+)
+def test_each_state(
+    live_server: LiveServer,
+    demo: dict[str, Any],
+    situation: str,
+    state: KernelStatusStateEnum,
+) -> None:
+    session_id = demo["sessions"][situation]
+    with client_for(live_server, demo["users"]["editor"]) as client:
+        response = kernel_status.sync_detailed(client=client, marimo_session_id=session_id)
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        assert isinstance(response.parsed, KernelStatusResponse)
+        assert response.parsed.state is state
+        assert kernel_status.sync(client=client, marimo_session_id=session_id) == response.parsed
+
+
+def test_async_call(live_server: LiveServer, demo: dict[str, Any]) -> None:
+    async def ask() -> KernelStatusError | KernelStatusResponse | None:
+        async with client_for(live_server, demo["users"]["editor"]) as client:
+            return await kernel_status.asyncio(
+                client=client, marimo_session_id=demo["sessions"]["running"]
+            )
+
+    assert asyncio.run(ask()) == KernelStatusResponse(state=KernelStatusStateEnum.RUNNING)
+
+
+@pytest.mark.parametrize(
+    ("user", "session", "drop_header", "status", "detail"),
+    [
+        pytest.param(
+            "editor",
+            "running",
+            "Marimo-Session-Id",
+            400,
+            "The Marimo-Session-Id header is required.",
+            id="400-missing-header",
+        ),
+        pytest.param(
+            "editor", "", None, 400, "The Marimo-Session-Id header is empty.", id="400-empty"
+        ),
+        pytest.param(
+            "editor",
+            "running",
+            "Authorization",
+            401,
+            "Authentication credentials were not provided.",
+            id="401-no-token",
+        ),
+        pytest.param(None, "running", None, 401, "Invalid token.", id="401-wrong-token"),
+        pytest.param(
+            "viewer",
+            "running",
+            None,
+            403,
+            "Edit access to this session is required.",
+            id="403-viewer",
+        ),
+        pytest.param("stranger", "running", None, 404, "Session not found.", id="404-stranger"),
+        pytest.param(
+            "editor", "no-such-session", None, 404, "Session not found.", id="404-unknown"
+        ),
+    ],
+)
+def test_each_error(
+    live_server: LiveServer,
+    demo: dict[str, Any],
+    user: str | None,
+    session: str,
+    drop_header: str | None,
+    status: int,
+    detail: str,
+) -> None:
+    token = demo["users"][user] if user else "not-a-token"
+    session_id = demo["sessions"].get(session, session)
+    with client_for(live_server, token, drop_header=drop_header) as client:
+        response = kernel_status.sync_detailed(client=client, marimo_session_id=session_id)
+    assert response.status_code == status
+    assert response.parsed == KernelStatusError(detail=detail)
+    if status == 401:
+        assert response.headers["WWW-Authenticate"] == "Token"
+
+
+def test_405_for_a_post(live_server: LiveServer, demo: dict[str, Any]) -> None:
+    # The generated client only sends GET to this path, so POST through its httpx client.
+    with client_for(live_server, demo["users"]["editor"]) as client:
+        response = client.get_httpx_client().post(
+            "/api/kernel/status", headers={"Marimo-Session-Id": demo["sessions"]["idle"]}
+        )
+    assert response.status_code == 405
+    assert KernelStatusError.from_dict(response.json()) == KernelStatusError(
+        detail='Method "POST" not allowed.'
+    )
