@@ -5,8 +5,20 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 # The PostgreSQL run of the suite; its test database is created and dropped by pytest-django.
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/kernel_status
+# The run on the newest Django 6.x, which needs Python 3.12+, in a venv of its own. PYTHON312
+# defaults to pyenv's 3.12.1 (also when pyenv is not on PATH), else to a working python3.12 on
+# PATH; set it to use another interpreter.
+ifeq ($(origin PYTHON312),undefined)
+PYTHON312 := $(shell PYENV_VERSION=3.12.1 pyenv which python 2>/dev/null \
+	|| ls "$${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12.1/bin/python" 2>/dev/null \
+	|| python3.12 -c 'import sys; print(sys.executable)' 2>/dev/null)
+endif
+VENV_DJANGO6 ?= .venv-django6
+BIN6 := $(VENV_DJANGO6)/bin
+# The newest 6.x that the Django range in pyproject.toml allows.
+DJANGO6 ?= Django>=6,<7
 
-.PHONY: install demo test lint test-sqlite test-postgres schema clean
+.PHONY: install demo test lint test-sqlite test-postgres test-django6 schema bench clean
 
 # Exits 0 when the server in the URL answers. It connects to the maintenance database, since
 # the URL's own database need not exist: pytest-django creates test_<name> itself.
@@ -33,7 +45,7 @@ demo: install
 	$(BIN)/python manage.py kernel_status_demo --base-url http://127.0.0.1:$(PORT)
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: install lint test-sqlite test-postgres
+test: install lint test-sqlite test-postgres test-django6
 
 lint: install
 	$(BIN)/ruff check .
@@ -54,8 +66,46 @@ test-postgres: install
 		echo "== PostgreSQL at $(POSTGRES_URL) is unreachable: skipped its run (CI=true makes this an error)."; \
 	fi
 
+$(BIN6)/.installed: pyproject.toml
+	$(PYTHON312) -m venv $(VENV_DJANGO6)
+	$(BIN6)/python -m pip install --quiet --upgrade pip
+	$(BIN6)/python -m pip install --quiet -e '.[test]' '$(DJANGO6)'
+	touch $@
+
+# The suite with the newest Django 6 on Python 3.12: on SQLite, then on PostgreSQL when it
+# answers (as in test-postgres). Without Python 3.12 it is skipped with a notice, except under
+# CI=true. The slow tests (tests/test_packaging.py: build the package, install the wheel into a
+# fresh venv) use nothing of this venv's Django; test-sqlite runs them, so they are left out here.
+ifeq ($(strip $(PYTHON312)),)
+test-django6:
+	@if [ "$$CI" = "true" ]; then \
+		echo "Python 3.12 was not found (pyenv 3.12.1 or python3.12; set PYTHON312), and CI=true requires the Django 6 run." >&2; exit 1; \
+	else \
+		echo "== Python 3.12 was not found (pyenv 3.12.1 or python3.12; set PYTHON312): skipped the Django 6 run (CI=true makes this an error)."; \
+	fi
+else
+test-django6: $(BIN6)/.installed
+	@echo "== Django $$($(BIN6)/python -m django --version), $$($(BIN6)/python -V): SQLite"
+	env -u DATABASE_URL $(BIN6)/pytest -m "not slow"
+	@if $(BIN6)/python -c "$$POSTGRES_PROBE" '$(POSTGRES_URL)'; then \
+		echo "== Django $$($(BIN6)/python -m django --version), $$($(BIN6)/python -V): PostgreSQL $(POSTGRES_URL)"; \
+		DATABASE_URL='$(POSTGRES_URL)' $(BIN6)/pytest -m "not slow"; \
+	elif [ "$$CI" = "true" ]; then \
+		echo "PostgreSQL at $(POSTGRES_URL) is unreachable, and CI=true requires it." >&2; exit 1; \
+	else \
+		echo "== PostgreSQL at $(POSTGRES_URL) is unreachable: skipped the Django 6 run on it (CI=true makes this an error)."; \
+	fi
+endif
+
+# Apply rate of the write API against a plain ORM loop, on SQLite and (if reachable) PostgreSQL.
+bench: install
+	env -u DATABASE_URL $(BIN)/python benchmarks/apply_rate.py
+	@if $(BIN)/python -c "$$POSTGRES_PROBE" '$(POSTGRES_URL)'; then \
+		DATABASE_URL='$(POSTGRES_URL)' $(BIN)/python benchmarks/apply_rate.py; \
+	fi
+
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml
 
 clean:
-	rm -rf $(VENV) db.sqlite3 build dist *.egg-info
+	rm -rf $(VENV) $(VENV_DJANGO6) db.sqlite3 build dist *.egg-info

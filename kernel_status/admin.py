@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import django
 from django import forms
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -85,7 +86,10 @@ class GrantForm(AccessForm):
         super().validate_unique()
         # Django 5.2 leaves constraints on an inline's foreign key out of form validation
         # (ticket #35676, fixed in Django 6.0), so a second grant for the same user reached
-        # the database and failed there with IntegrityError. Check them here instead.
+        # the database and failed there with IntegrityError. Check them here instead. Django
+        # 6.0+ checks them in super().validate_unique(); checking again would repeat the error.
+        if django.VERSION >= (6, 0):
+            return
         exclude = {
             field.name
             for field in self.instance._meta.fields
