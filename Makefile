@@ -18,7 +18,7 @@ BIN6 := $(VENV_DJANGO6)/bin
 # The newest 6.x that the Django range in pyproject.toml allows.
 DJANGO6 ?= Django>=6,<7
 
-.PHONY: install demo test lint test-sqlite test-postgres test-django6 schema bench clean
+.PHONY: install demo test lint test-sqlite test-postgres test-django6 schema clients bench clean
 
 # Exits 0 when the server in the URL answers. It connects to the maintenance database, since
 # the URL's own database need not exist: pytest-django creates test_<name> itself.
@@ -32,15 +32,22 @@ except psycopg.OperationalError as exc:
 endef
 export POSTGRES_PROBE
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+# The demo needs only the example project's extras; the tests need the test tools too.
+$(BIN)/.installed-demo: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $@
+
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(BIN)/.installed-demo
 
 install: $(BIN)/.installed
 
-demo: install
+demo: $(BIN)/.installed-demo
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py kernel_status_demo --base-url http://127.0.0.1:$(PORT)
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
@@ -106,6 +113,14 @@ bench: install
 
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml
+
+# After an API change: the schema, then both generated clients (see clients/README.md).
+clients: schema
+	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
+	rm -rf clients/python
+	PATH="$(CURDIR)/$(BIN):$$PATH" RUFF_NO_CACHE=true $(BIN)/openapi-python-client generate \
+		--path schema.yml --config clients/openapi-python-client.yml --meta uv \
+		--fail-on-warning --output-path clients/python
 
 clean:
 	rm -rf $(VENV) $(VENV_DJANGO6) db.sqlite3 build dist *.egg-info
