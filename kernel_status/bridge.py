@@ -219,7 +219,7 @@ def cell_notification(data: Mapping[str, Any]) -> CellNotification | None:
     if not serializer.is_valid():
         logger.warning("Ignored a malformed cell-op: %s", dict(serializer.errors))
         return None
-    return serializer.to_event()
+    return serializer.to_event(timezone.now())
 
 
 def fetch_marimo_status(config: BridgeConfig) -> MarimoState | None:

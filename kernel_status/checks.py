@@ -5,15 +5,34 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, Tags, register
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, register
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from kernel_status.conf import conf
 
 
-@register(Tags.compatibility)
+@register("kernel_status")
 def check_settings(**kwargs: Any) -> list[CheckMessage]:
-    return [*_check_liveness_window(), *_check_access_policy(), *_check_max_batch_size()]
+    return [
+        *_check_liveness_window(),
+        *_check_access_policy(),
+        *_check_max_batch_size(),
+        *_check_use_tz(),
+    ]
+
+
+def _check_use_tz() -> list[CheckMessage]:
+    if not settings.USE_TZ:
+        return [
+            Error(
+                "kernel_status needs USE_TZ = True: it compares the timestamps kernel hosts "
+                "send (UTC) with stored ones.",
+                id="kernel_status.E006",
+            )
+        ]
+    return []
 
 
 def _check_max_batch_size() -> list[CheckMessage]:
@@ -41,10 +60,14 @@ def _check_liveness_window() -> list[CheckMessage]:
             )
         ]
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
-    if not seconds > 0:  # also catches NaN
+    try:
+        usable = seconds > 0 and timezone.now() - conf.liveness_window is not None  # type: ignore[operator]
+    except (OverflowError, ValueError):  # infinite, or beyond what datetimes can reach
+        usable = False
+    if not usable:  # also NaN, which compares False
         return [
             Error(
-                f"KERNEL_STATUS_LIVENESS_WINDOW must be positive; got {value!r}.",
+                f"KERNEL_STATUS_LIVENESS_WINDOW must be positive and finite; got {value!r}.",
                 hint="Set it to None to turn the liveness window off.",
                 id="kernel_status.E002",
             )
@@ -58,7 +81,7 @@ def _check_access_policy() -> list[CheckMessage]:
     path = conf.KERNEL_STATUS_ACCESS_POLICY
     try:
         policy_class = import_string(path)
-    except ImportError as exc:
+    except Exception as exc:  # an ImportError, or anything the module raised on import
         return [
             Error(
                 f"KERNEL_STATUS_ACCESS_POLICY {path!r} cannot be imported: {exc}",

@@ -1,6 +1,7 @@
 """The events that keep the mirror true, as the write API takes them.
 
-Timestamps order everything: an event never overwrites what a newer one wrote.
+Timestamps order everything: an event never overwrites what a newer one wrote. Events check
+themselves when they are made (``ValueError``), so a bad one never reaches the database.
 """
 
 from __future__ import annotations
@@ -8,10 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kernel_status.choices import CellRuntimeState
+from kernel_status.validators import cell_id_problem
+
+# Column limits of KernelProcess.exit_code (a 32-bit integer) and exit_cause.
+EXIT_CODE_MIN, EXIT_CODE_MAX = -(2**31), 2**31 - 1
+EXIT_CAUSE_MAX_LENGTH = 255
+
 
 def from_epoch(seconds: float) -> datetime:
     """marimo's timestamps (``time.time()`` floats) as aware datetimes."""
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _check_timestamp(timestamp: datetime) -> None:
+    if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
+        raise ValueError(f"timestamp must be an aware datetime, not {timestamp!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +36,16 @@ class CellNotification:
     status: str | None = None
     stale_inputs: bool | None = None
 
+    def __post_init__(self) -> None:
+        problem = cell_id_problem(self.cell_id)
+        if problem is not None:
+            raise ValueError(f"cell_id {problem}: {self.cell_id!r}")
+        if self.status is not None and self.status not in CellRuntimeState.values:
+            raise ValueError(f"status must be one of {CellRuntimeState.values} or None")
+        if self.stale_inputs is not None and not isinstance(self.stale_inputs, bool):
+            raise ValueError("stale_inputs must be a bool or None")
+        _check_timestamp(self.timestamp)
+
 
 @dataclass(frozen=True, slots=True)
 class KernelStarted:
@@ -30,12 +53,18 @@ class KernelStarted:
 
     timestamp: datetime
 
+    def __post_init__(self) -> None:
+        _check_timestamp(self.timestamp)
+
 
 @dataclass(frozen=True, slots=True)
 class KernelHeartbeat:
     """The kernel process is still alive."""
 
     timestamp: datetime
+
+    def __post_init__(self) -> None:
+        _check_timestamp(self.timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +74,13 @@ class KernelStopped:
     timestamp: datetime
     exit_code: int | None = None
     cause: str = ""
+
+    def __post_init__(self) -> None:
+        _check_timestamp(self.timestamp)
+        if self.exit_code is not None and not EXIT_CODE_MIN <= self.exit_code <= EXIT_CODE_MAX:
+            raise ValueError(f"exit_code must fit in 32 bits, not {self.exit_code}")
+        if len(self.cause) > EXIT_CAUSE_MAX_LENGTH:
+            raise ValueError(f"cause is longer than {EXIT_CAUSE_MAX_LENGTH} characters")
 
 
 KernelEvent = CellNotification | KernelStarted | KernelHeartbeat | KernelStopped

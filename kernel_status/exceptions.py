@@ -25,10 +25,8 @@ class InvalidEventBatch(APIException):
     def __init__(self, errors: list[dict[str, object]]) -> None:
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(
-            f"Invalid event batch: events[{first['index']}].{first['field']}: "
-            f"{first['message']}{more}"
-        )
+        where = f"events[{first['index']}]" + (f".{first['field']}" if first["field"] else "")
+        super().__init__(f"Invalid event batch: {where}: {first['message']}{more}")
         self.errors = errors
 
 
@@ -38,6 +36,23 @@ class BatchTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = _("Too many events in one batch.")
     default_code = "batch_too_large"
+
+
+class BodyTooLarge(APIException):
+    """A request body over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The request body is too large.")
+    default_code = "body_too_large"
+
+
+class DatabaseUnavailable(APIException):
+    """The database refused the work for now (locked, lock timeout, connection lost)."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = _("The database is busy; retry shortly.")
+    default_code = "database_unavailable"
+    wait = 1  # seconds; DRF's exception handler turns it into Retry-After
 
 
 class SessionNotFound(NotFound):

@@ -7,18 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.utils import timezone
-from rest_framework.exceptions import ErrorDetail, ParseError
+from rest_framework.exceptions import ParseError
 
 from kernel_status.conf import conf
-from kernel_status.events import (
-    KernelEvent,
-    KernelHeartbeat,
-    KernelStarted,
-    KernelStopped,
-    from_epoch,
-)
+from kernel_status.events import KernelEvent
 from kernel_status.exceptions import BatchTooLarge, InvalidEventBatch
-from kernel_status.serializers import CellOpDataSerializer, KernelLifecycleDataSerializer
+from kernel_status.serializers import EVENT_DATA_SERIALIZERS
 
 
 @dataclass
@@ -49,44 +43,24 @@ def parse_batch(body: Any) -> ParsedBatch:
         if not isinstance(op, str):
             errors.append({"index": index, "field": "op", "message": "Must be a string."})
             continue
-        if op not in HANDLED_OPS:
+        if op not in EVENT_DATA_SERIALIZERS:
             ignored_ops += 1
             continue
         data = item.get("data")
         if not isinstance(data, Mapping):
             errors.append({"index": index, "field": "data", "message": "Must be a JSON object."})
             continue
-        serializer = HANDLED_OPS[op](data=data)
+        serializer = EVENT_DATA_SERIALIZERS[op](data=data)
         if not serializer.is_valid():
             errors.extend(
                 {"index": index, "field": f"data.{path}", "message": message}
                 for path, message in _flatten(serializer.errors)
             )
             continue
-        events.append(_to_event(op, serializer, received_at))
+        events.append(serializer.to_event(received_at))
     if errors:
         raise InvalidEventBatch(errors)
     return ParsedBatch(events, ignored_ops)
-
-
-HANDLED_OPS: dict[str, type[CellOpDataSerializer] | type[KernelLifecycleDataSerializer]] = {
-    "cell-op": CellOpDataSerializer,
-    "kernel-started": KernelLifecycleDataSerializer,
-    "kernel-heartbeat": KernelLifecycleDataSerializer,
-    "kernel-stopped": KernelLifecycleDataSerializer,
-}
-
-
-def _to_event(op: str, serializer: Any, received_at: Any) -> KernelEvent:
-    if isinstance(serializer, CellOpDataSerializer):
-        return serializer.to_event()
-    data = serializer.validated_data
-    at = from_epoch(data["timestamp"]) if "timestamp" in data else received_at
-    if op == "kernel-started":
-        return KernelStarted(at)
-    if op == "kernel-heartbeat":
-        return KernelHeartbeat(at)
-    return KernelStopped(at, exit_code=data.get("exit_code"), cause=data.get("cause", ""))
 
 
 def _flatten(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -99,5 +73,4 @@ def _flatten(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
         ]
     if isinstance(errors, list):
         return [pair for value in errors for pair in _flatten(value, prefix)]
-    assert isinstance(errors, ErrorDetail | str)
     return [(prefix, str(errors))]

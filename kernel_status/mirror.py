@@ -81,17 +81,15 @@ def register_session(session_id: str, *, owner: AbstractBaseUser, notebook: str)
     :class:`SessionOwnerMismatch` when the id belongs to someone else.
     """
     validate_session_id(session_id)  # before any query: PostgreSQL refuses NUL bytes
+    # AUTH_USER_MODEL may be any user model; the stubs only know the default one.
+    new = Session(session_id=session_id, owner=owner, notebook=notebook)  # type: ignore[misc]
+    new.full_clean(validate_unique=False)
     using = _db()
     with transaction.atomic(using=using):
-        session = (
-            Session.objects.using(using).select_for_update().filter(session_id=session_id).first()
-        )
-        if session is None:
-            # AUTH_USER_MODEL may be any user model; the stubs only know the default one.
-            session = Session(session_id=session_id, owner=owner, notebook=notebook)  # type: ignore[misc]
-            session.full_clean()
-            session.save(using=using)
-            return session
+        # Insert-or-nothing first, so two registrations of a new id cannot both insert; the
+        # row then exists and the lock below orders them.
+        Session.objects.using(using).bulk_create([new], ignore_conflicts=True)
+        session = Session.objects.using(using).select_for_update().get(session_id=session_id)
         if session.owner_id != owner.pk:
             raise SessionOwnerMismatch(f"Session {session_id!r} belongs to another owner.")
         if session.notebook != notebook:
@@ -110,8 +108,15 @@ def delete_session(session_id: str) -> bool:
     """Remove the session and everything mirrored for it. ``False`` if it did not exist."""
     if session_id_problem(session_id) is not None:
         return False
-    deleted, _ = Session.objects.using(_db()).filter(session_id=session_id).delete()
-    return deleted > 0
+    using = _db()
+    with transaction.atomic(using=using):
+        # Wait for writers of this session first: deleting under them would make their
+        # new cell rows point at a deleted session.
+        sessions = Session.objects.using(using).filter(session_id=session_id)
+        if not list(sessions.select_for_update().values_list("pk", flat=True)):
+            return False
+        sessions.delete()
+    return True
 
 
 def kernel_started(session_id: str, *, at: datetime | None = None) -> ApplyResult:
@@ -251,7 +256,10 @@ class _BatchState:
             return False
         kernel = self.kernel
         kernel.state = KernelState.RUNNING
-        kernel.started_at = kernel.last_heartbeat_at = event.timestamp
+        kernel.started_at = event.timestamp
+        # A heartbeat of the new process may have arrived before its start.
+        previous = kernel.last_heartbeat_at
+        kernel.last_heartbeat_at = max(event.timestamp, previous or event.timestamp)
         kernel.stopped_at = kernel.exit_code = None
         kernel.exit_cause = ""
         self.kernel_dirty = True
@@ -285,7 +293,7 @@ class _BatchState:
         if event.exit_code is not None:
             kernel.exit_code = event.exit_code
         if event.cause:
-            kernel.exit_cause = event.cause[:255]
+            kernel.exit_cause = event.cause
         self.kernel_dirty = True
         return True
 

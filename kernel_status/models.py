@@ -20,7 +20,12 @@ from kernel_status.choices import (
     CellRuntimeState,
     KernelState,
 )
-from kernel_status.validators import SESSION_ID_MAX_LENGTH, validate_session_id
+from kernel_status.events import EXIT_CAUSE_MAX_LENGTH
+from kernel_status.validators import (
+    CELL_ID_MAX_LENGTH,
+    SESSION_ID_MAX_LENGTH,
+    validate_session_id,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -102,7 +107,7 @@ class KernelProcess(models.Model):
     last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), null=True, blank=True)
     stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
     exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
-    exit_cause = models.CharField(_("exit cause"), max_length=255, blank=True)
+    exit_cause = models.CharField(_("exit cause"), max_length=EXIT_CAUSE_MAX_LENGTH, blank=True)
 
     class Meta:
         verbose_name = _("kernel process")
@@ -123,7 +128,7 @@ class CellStatus(models.Model):
     session = models.ForeignKey(
         Session, on_delete=models.CASCADE, related_name="cells", verbose_name=_("session")
     )
-    cell_id = models.CharField(_("cell id"), max_length=128)
+    cell_id = models.CharField(_("cell id"), max_length=CELL_ID_MAX_LENGTH)
     status = models.CharField(
         _("status"), max_length=32, choices=CellRuntimeState.choices, default=CellRuntimeState.IDLE
     )

@@ -9,6 +9,7 @@ from rest_framework.permissions import BasePermission
 
 from kernel_status.access import get_access_policy
 from kernel_status.choices import AccessLevel
+from kernel_status.exceptions import SessionNotFound
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -28,7 +29,10 @@ class CanReportKernelEvents(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
-        return bool(user and user.is_authenticated and user.has_perm(REPORT_PERMISSION))
+        # Active superusers hold every permission, this one included.
+        return bool(
+            user and user.is_authenticated and user.is_active and user.has_perm(REPORT_PERMISSION)
+        )
 
 
 class HasSessionEditAccess(BasePermission):
@@ -43,7 +47,11 @@ class HasSessionEditAccess(BasePermission):
         return bool(user and user.is_authenticated and user.is_active)
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
-        return self.get_access_level(request, obj) >= AccessLevel.EDIT
+        level = self.get_access_level(request, obj)
+        if level < AccessLevel.VIEW:
+            # Like a queryset scoped with visible_to(): a 403 would say the session exists.
+            raise SessionNotFound()
+        return level >= AccessLevel.EDIT
 
     def get_access_level(self, request: Request, session: Session) -> int:
         # Sessions loaded through Session.objects.with_access_level() carry the answer already.

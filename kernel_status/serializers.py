@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models import TextChoices
@@ -9,9 +10,19 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_seri
 from rest_framework import serializers
 
 from kernel_status.choices import CellRuntimeState, KernelStatus
-from kernel_status.events import CellNotification, from_epoch
+from kernel_status.events import (
+    EXIT_CAUSE_MAX_LENGTH,
+    EXIT_CODE_MAX,
+    EXIT_CODE_MIN,
+    CellNotification,
+    KernelEvent,
+    KernelHeartbeat,
+    KernelStarted,
+    KernelStopped,
+    from_epoch,
+)
 from kernel_status.models import Session
-from kernel_status.validators import session_id_problem
+from kernel_status.validators import CELL_ID_MAX_LENGTH, cell_id_problem
 
 
 class PinnedEnumField(serializers.ChoiceField):
@@ -65,30 +76,56 @@ class ErrorSerializer(serializers.Serializer[object]):
 
 
 class TimestampField(serializers.FloatField):
-    """Seconds since the epoch (marimo's ``time.time()``); refuses NaN and infinities."""
+    """Seconds since the epoch (marimo's ``time.time()``). Refuses NaN, infinities, booleans
+    and strings, which a lax float field would read as 1970 or parse."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 0)
         kwargs.setdefault("max_value", 253402300799)  # 9999-12-31
         super().__init__(**kwargs)
 
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON ``true``/``false`` only: ``"false"`` or ``0`` is an error, not a guess."""
+
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class EventDataSerializer(serializers.Serializer[Any]):
+    """The ``data`` of one event op; turns itself into a write-API event."""
+
+    def to_event(self, received_at: datetime) -> KernelEvent:
+        raise NotImplementedError
+
+    def timestamp_or(self, received_at: datetime) -> datetime:
+        timestamp = self.validated_data.get("timestamp")
+        return received_at if timestamp is None else from_epoch(timestamp)
+
 
 @extend_schema_serializer(component_name="CellOpData")
-class CellOpDataSerializer(serializers.Serializer[Any]):
+class CellOpDataSerializer(EventDataSerializer):
     """marimo's cell notification. Other keys (output, console, ...) are accepted and ignored."""
 
-    cell_id = serializers.CharField(max_length=128, trim_whitespace=False)
+    cell_id = serializers.CharField(max_length=CELL_ID_MAX_LENGTH, trim_whitespace=False)
     status = CellRuntimeStateField(required=False, allow_null=True)
-    stale_inputs = serializers.BooleanField(required=False, allow_null=True)
+    stale_inputs = StrictBooleanField(required=False, allow_null=True)
     timestamp = TimestampField()
 
     def validate_cell_id(self, value: str) -> str:
-        problem = session_id_problem(value)
+        problem = cell_id_problem(value)
         if problem is not None:
             raise serializers.ValidationError(f"Cell id {problem}.")
         return value
 
-    def to_event(self) -> CellNotification:
+    def to_event(self, received_at: datetime) -> CellNotification:
         data = self.validated_data
         return CellNotification(
             cell_id=data["cell_id"],
@@ -98,46 +135,73 @@ class CellOpDataSerializer(serializers.Serializer[Any]):
         )
 
 
-@extend_schema_serializer(component_name="KernelLifecycleData")
-class KernelLifecycleDataSerializer(serializers.Serializer[Any]):
-    """When it happened (default: when the server received it), and for a stop, why."""
+@extend_schema_serializer(component_name="KernelStartedData")
+class KernelStartedDataSerializer(EventDataSerializer):
+    """When the new kernel process started.
+
+    Required: a start stamped on arrival would be newer than the cell-ops sent with it, and
+    would reset them to idle.
+    """
+
+    timestamp = TimestampField()
+
+    def to_event(self, received_at: datetime) -> KernelStarted:
+        return KernelStarted(self.timestamp_or(received_at))
+
+
+@extend_schema_serializer(component_name="KernelHeartbeatData")
+class KernelHeartbeatDataSerializer(EventDataSerializer):
+    """When the kernel was last seen alive (default: when the server received it)."""
+
+    timestamp = TimestampField(required=False)
+
+    def to_event(self, received_at: datetime) -> KernelHeartbeat:
+        return KernelHeartbeat(self.timestamp_or(received_at))
+
+
+@extend_schema_serializer(component_name="KernelStoppedData")
+class KernelStoppedDataSerializer(EventDataSerializer):
+    """When the kernel process exited (default: when the server received it), and why."""
 
     timestamp = TimestampField(required=False)
     exit_code = serializers.IntegerField(
-        required=False, allow_null=True, min_value=-(2**31), max_value=2**31 - 1
+        required=False, allow_null=True, min_value=EXIT_CODE_MIN, max_value=EXIT_CODE_MAX
     )
-    cause = serializers.CharField(required=False, allow_blank=True, max_length=255)
+    cause = serializers.CharField(
+        required=False, allow_blank=True, max_length=EXIT_CAUSE_MAX_LENGTH
+    )
+
+    def to_event(self, received_at: datetime) -> KernelStopped:
+        data = self.validated_data
+        return KernelStopped(
+            self.timestamp_or(received_at),
+            exit_code=data.get("exit_code"),
+            cause=data.get("cause", ""),
+        )
 
 
-def _event_serializer(op: str, data: type[serializers.Serializer[Any]], doc: str) -> type:
+# The ops the ingestion endpoint mirrors; every other op is counted as ignored.
+EVENT_DATA_SERIALIZERS: dict[str, type[EventDataSerializer]] = {
+    "cell-op": CellOpDataSerializer,
+    "kernel-started": KernelStartedDataSerializer,
+    "kernel-heartbeat": KernelHeartbeatDataSerializer,
+    "kernel-stopped": KernelStoppedDataSerializer,
+}
+
+
+def _event_serializer(op: str, data: type[EventDataSerializer]) -> type:
     name = "".join(part.capitalize() for part in op.split("-")) + "Event"
     return extend_schema_serializer(component_name=name)(
         type(
             f"{name}Serializer",
             (serializers.Serializer,),
             {
-                "__doc__": doc,
+                "__doc__": f'An event with op "{op}".',
                 "op": serializers.CharField(help_text=f'Always "{op}".'),
                 "data": data(),
             },
         )
     )
-
-
-EVENT_SERIALIZERS: dict[str, type] = {
-    "cell-op": _event_serializer(
-        "cell-op", CellOpDataSerializer, "A marimo websocket frame, verbatim."
-    ),
-    "kernel-started": _event_serializer(
-        "kernel-started", KernelLifecycleDataSerializer, "A new kernel process is up."
-    ),
-    "kernel-heartbeat": _event_serializer(
-        "kernel-heartbeat", KernelLifecycleDataSerializer, "The kernel process is alive."
-    ),
-    "kernel-stopped": _event_serializer(
-        "kernel-stopped", KernelLifecycleDataSerializer, "The kernel process exited."
-    ),
-}
 
 
 @extend_schema_serializer(component_name="KernelEventBatch")
@@ -147,7 +211,9 @@ class KernelEventBatchSerializer(serializers.Serializer[Any]):
     events = serializers.ListField(
         child=PolymorphicProxySerializer(
             component_name="KernelEvent",
-            serializers=list(EVENT_SERIALIZERS.values()),
+            serializers=[
+                _event_serializer(op, data) for op, data in EVENT_DATA_SERIALIZERS.items()
+            ],
             resource_type_field_name="op",
         ),
         help_text="marimo frames and lifecycle reports. Frames with any other op are "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable
-from datetime import UTC
 
 from django.db import connections
 from django.db.models.expressions import RawSQL
@@ -69,8 +68,9 @@ def upsert_cells(session_pk: int, cells: Iterable[CellStatus], *, using: str) ->
                 "cell_id": c.cell_id,
                 "status": c.status,
                 "stale": c.stale,
-                # Django's own SQLite format (naive UTC), so text comparison orders correctly.
-                "notified_at": str(c.notified_at.astimezone(UTC).replace(tzinfo=None)),
+                # Django's own SQLite text format and time zone, so comparisons with rows
+                # the ORM wrote order correctly.
+                "notified_at": connection.ops.adapt_datetimefield_value(c.notified_at),
             }
             for c in rows
         ]

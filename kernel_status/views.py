@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
 
+from django.conf import settings
+from django.db import OperationalError
+from django.db.models import Model
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -11,11 +17,19 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kernel_status.exceptions import InvalidEventBatch, SessionNotFound
+from kernel_status.events import ApplyResult, KernelEvent
+from kernel_status.exceptions import (
+    BodyTooLarge,
+    DatabaseUnavailable,
+    InvalidEventBatch,
+    SessionNotFound,
+)
 from kernel_status.headers import SESSION_ID_HEADER, get_session_id
 from kernel_status.ingest import parse_batch
 from kernel_status.mirror import UnknownSession, apply_events
@@ -28,6 +42,10 @@ from kernel_status.serializers import (
     KernelEventBatchSerializer,
     KernelStatusResponseSerializer,
 )
+
+logger = logging.getLogger("kernel_status")
+
+_M = TypeVar("_M", bound=Model)
 
 
 def _error(
@@ -57,18 +75,45 @@ NOT_AUTHENTICATED = _error(
 )
 
 
-class NoStoreMixin:
-    """Every answer, errors included, is marked uncacheable: the mirror changes constantly."""
+class JSONOnlyNegotiation(DefaultContentNegotiation):
+    """Always JSON, whatever ``Accept`` says: no browsable-API HTML page, no 406."""
+
+    def select_renderer(
+        self,
+        request: Request,
+        renderers: Iterable[BaseRenderer],
+        format_suffix: str | None = None,
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
+class KernelAPIView(GenericAPIView[_M]):
+    """What both endpoints share: JSON answers that are never cached, JSON for database
+    trouble too, and none of the host's pagination or filters."""
+
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = JSONOnlyNegotiation
+    pagination_class = None
+    filter_backends = []
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, OperationalError):
+            # A locked SQLite file or a PostgreSQL lock timeout: retrying is the answer.
+            logger.warning("Database unavailable: %s", exc)
+            exc = DatabaseUnavailable()
+        return super().handle_exception(exc)
 
     def finalize_response(
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
-        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        response = super().finalize_response(request, response, *args, **kwargs)
+        # The mirror changes constantly: no answer, errors included, may be cached.
         response["Cache-Control"] = "no-store"
         return response
 
 
-class KernelStatusView(NoStoreMixin, GenericAPIView[Session]):
+class KernelStatusView(KernelAPIView[Session]):
     """Answer ``{"state": "running" | "idle" | "stopped"}`` for the session in the header.
 
     Order of checks: authentication (401), then the header (400), then one query that
@@ -79,8 +124,6 @@ class KernelStatusView(NoStoreMixin, GenericAPIView[Session]):
     permission_classes = [HasSessionEditAccess]
     serializer_class = KernelStatusResponseSerializer
     http_method_names = ["get"]
-    pagination_class = None
-    filter_backends = []
 
     def get_queryset(self) -> SessionQuerySet:
         return Session.objects.visible_to(self.request.user).with_status()
@@ -129,15 +172,13 @@ class KernelStatusView(NoStoreMixin, GenericAPIView[Session]):
         return Response(self.get_serializer(self.get_object()).data)
 
 
-class KernelEventsView(NoStoreMixin, GenericAPIView[Any]):
+class KernelEventsView(KernelAPIView[Any]):
     """Take a batch of events for one session from a kernel host and apply it atomically."""
 
     permission_classes = [CanReportKernelEvents]
     parser_classes = [JSONParser]
     serializer_class = KernelEventBatchSerializer
     http_method_names = ["post"]
-    pagination_class = None
-    filter_backends = []
 
     @extend_schema(
         operation_id="kernel_events",
@@ -194,7 +235,8 @@ class KernelEventsView(NoStoreMixin, GenericAPIView[Any]):
             405: _error("MethodNotAllowed", "Method other than POST.", 'Method "GET" not allowed.'),
             413: _error(
                 "BatchTooLarge",
-                "More events than KERNEL_STATUS_MAX_BATCH_SIZE.",
+                "More events than KERNEL_STATUS_MAX_BATCH_SIZE, or a body larger than "
+                "DATA_UPLOAD_MAX_MEMORY_SIZE.",
                 "The batch has 1001 events; at most 1000 are accepted per request.",
             ),
             415: _error(
@@ -206,12 +248,26 @@ class KernelEventsView(NoStoreMixin, GenericAPIView[Any]):
     )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         session_id = get_session_id(request)
+        self.check_body_size(request)
         batch = parse_batch(request.data)
         result = self.perform_apply(session_id, batch.events)
-        result.ignored_ops = batch.ignored_ops
+        result = replace(result, ignored_ops=batch.ignored_ops)
         return Response(KernelEventBatchResultSerializer(result).data)
 
-    def perform_apply(self, session_id: str, events: list[Any]) -> Any:
+    def check_body_size(self, request: Request) -> None:
+        # DRF reads the body as a stream, past Django's own check of this setting.
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if limit is not None and length > limit:
+            raise BodyTooLarge(
+                f"The body has {length} bytes; at most {limit} are accepted "
+                "(DATA_UPLOAD_MAX_MEMORY_SIZE)."
+            )
+
+    def perform_apply(self, session_id: str, events: Sequence[KernelEvent]) -> ApplyResult:
         try:
             return apply_events(session_id, events)
         except UnknownSession:

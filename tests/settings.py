@@ -1,5 +1,8 @@
 """Test settings: the example project, with the package's default liveness window."""
 
+import os
+import tempfile
+
 from project.settings import *  # noqa: F403
 from project.settings import DATABASES
 
@@ -7,3 +10,9 @@ del KERNEL_STATUS_LIVENESS_WINDOW  # noqa: F821 - tests exercise the default win
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A file, not the shared-cache in-memory default: threads (live server, bridge) then get
+    # SQLite's ordinary locking with a busy timeout instead of "database table is locked".
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"kernel_status_test_{os.getpid()}.sqlite3")
+    }

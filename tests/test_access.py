@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Case, Expression, IntegerField, Value, When
+from django.http import Http404
 from django.test import override_settings
 from django.urls import path
 from rest_framework.generics import RetrieveAPIView
@@ -15,6 +16,7 @@ from rest_framework.test import APIClient
 
 from kernel_status.access import AccessPolicy, DefaultAccessPolicy, get_access_policy
 from kernel_status.choices import AccessLevel
+from kernel_status.exceptions import SessionNotFound
 from kernel_status.models import Session
 from kernel_status.permissions import HasSessionEditAccess
 from tests.conftest import MakeSession, get_status
@@ -47,6 +49,13 @@ class HostSessionView(RetrieveAPIView[Session]):
     serializer_class = SessionSerializer
     queryset = Session.objects.all()
     lookup_field = "session_id"
+
+    def get_object(self) -> Session:
+        # The permission answers SessionNotFound to strangers; say the same for no session.
+        try:
+            return super().get_object()
+        except Http404:
+            raise SessionNotFound() from None
 
 
 urlpatterns = [path("host/sessions/<str:session_id>", HostSessionView.as_view())]
@@ -86,7 +95,10 @@ def test_default_policy_levels(team_sessions: dict[str, Session], users: dict[st
     session = team_sessions["private"]
     levels = {name: policy.get_access_level(user, session) for name, user in users.items()}
     levels["anonymous"] = policy.get_access_level(AnonymousUser(), session)
+    retired = User.objects.create_superuser("retired", is_active=False)
+    levels["inactive superuser"] = policy.get_access_level(retired, session)
     assert levels == {
+        "inactive superuser": AccessLevel.NONE,
         "owner": AccessLevel.EDIT,
         "editor": AccessLevel.EDIT,
         "viewer": AccessLevel.VIEW,
@@ -109,7 +121,7 @@ def test_visible_to_lists_sessions_the_user_may_view(
 
 @override_settings(ROOT_URLCONF="tests.test_access")
 @pytest.mark.parametrize(
-    ("username", "status"), [("owner", 200), ("editor", 200), ("viewer", 403), ("stranger", 403)]
+    ("username", "status"), [("owner", 200), ("editor", 200), ("viewer", 403), ("stranger", 404)]
 )
 def test_permission_class_on_a_host_view(
     team_sessions: dict[str, Session],
@@ -126,6 +138,9 @@ def test_permission_class_on_a_host_view(
     assert response.status_code == status
     if status == 403:
         assert response.json() == {"detail": "Edit access to this session is required."}
+    if status == 404:  # the same answer as for a session that does not exist
+        missing = client.get("/host/sessions/no-such-session")
+        assert (missing.status_code, missing.json()) == (404, response.json())
 
 
 def test_permission_explains_itself() -> None:

@@ -161,7 +161,7 @@ def test_inactive_superuser_has_no_access(
         ("abc\x00def", "The Marimo-Session-Id header contains control characters."),
         ("abc\tdef", "The Marimo-Session-Id header contains control characters."),
         ("abc\x7f", "The Marimo-Session-Id header contains control characters."),
-        ("abc\x85", "The Marimo-Session-Id header contains control characters."),
+        ("abc\xc2\x85", "The Marimo-Session-Id header contains control characters."),
     ],
     ids=["missing", "empty", "blank", "too-long", "nul", "tab", "del", "c1"],
 )
@@ -188,15 +188,69 @@ def test_bad_header_from_anonymous_is_401_first(make_session: MakeSession) -> No
     assert response.status_code == 401
 
 
+def as_sent_by_a_server(text: str) -> str:
+    """A header value as WSGI servers hand it over: UTF-8 bytes decoded as latin-1."""
+    return text.encode("utf-8").decode("latin-1")
+
+
+@pytest.mark.parametrize("session_id", ["sésame", "nb…1", "セッション"])
 def test_non_ascii_session_ids_are_matched_exactly(
-    make_session: MakeSession, users: dict[str, User]
+    make_session: MakeSession, users: dict[str, User], session_id: str
 ) -> None:
-    session = make_session("sésame")
+    make_session(session_id)
     client = APIClient()
     client.force_authenticate(users["editor"])
-    assert get_status(client, "sésame").json() == {"state": "idle"}
-    assert get_status(client, "sesame").status_code == 404
-    assert session.session_id == "sésame"
+    assert get_status(client, as_sent_by_a_server(session_id)).json() == {"state": "idle"}
+    assert get_status(client, as_sent_by_a_server("sesame")).status_code == 404
+
+
+def test_header_that_is_not_utf8_gets_400(
+    make_session: MakeSession, users: dict[str, User]
+) -> None:
+    client = APIClient()
+    client.force_authenticate(users["editor"])
+    response = get_status(client, b"caf\xe9".decode("latin-1"))  # latin-1 bytes on the wire
+    assert_json_error(response, 400, {"detail": "The Marimo-Session-Id header is not UTF-8."})
+
+
+def test_utf8_header_over_real_http(
+    transactional_db: None,
+    live_server: Any,
+    make_session: MakeSession,
+    token_client: Callable[[str], APIClient],
+) -> None:
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from rest_framework.authtoken.models import Token
+
+    make_session("sésame")
+    token_client("editor")
+    token = Token.objects.get(user__username="editor").key
+    host = urlsplit(live_server.url)
+    connection = http.client.HTTPConnection(host.hostname or "", host.port)
+    connection.putrequest("GET", STATUS_URL)
+    connection.putheader("Authorization", f"Token {token}")
+    connection.putheader("Marimo-Session-Id", "sésame".encode())
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 200
+    assert json.loads(response.read()) == {"state": "idle"}
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "*/*", "text/plain"])
+def test_answers_are_json_whatever_the_accept_header(
+    make_session: MakeSession, users: dict[str, User], accept: str
+) -> None:
+    session = make_session()
+    client = APIClient()
+    assert get_status(client, session.session_id, HTTP_ACCEPT=accept).status_code == 401
+    client.force_authenticate(users["editor"])
+    response = get_status(client, session.session_id, HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"state": "idle"}
 
 
 # --- methods -----------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ def test_liveness_window_of_wrong_type_is_e001(window: object) -> None:
         assert check_ids() == ["kernel_status.E001"]
 
 
-@pytest.mark.parametrize("window", [0, -5, timedelta(0), timedelta(seconds=-1), float("nan")])
+@pytest.mark.parametrize(
+    "window", [0, -5, timedelta(0), timedelta(seconds=-1), float("nan"), float("inf"), 1e20]
+)
 def test_liveness_window_not_positive_is_e002(window: object) -> None:
     with override_settings(KERNEL_STATUS_LIVENESS_WINDOW=window):
         assert check_ids() == ["kernel_status.E002"]
@@ -62,3 +64,13 @@ def test_checks_run_with_manage_py_check() -> None:
         pytest.raises(SystemCheckError, match=r"kernel_status\.E002"),
     ):
         call_command("check")
+
+
+def test_use_tz_off_is_e006() -> None:
+    with override_settings(USE_TZ=False):
+        assert check_ids() == ["kernel_status.E006"]
+
+
+def test_access_policy_module_that_raises_on_import_is_e003() -> None:
+    with override_settings(KERNEL_STATUS_ACCESS_POLICY="tests.broken_policy.Policy"):
+        assert check_ids() == ["kernel_status.E003"]

@@ -17,7 +17,7 @@ from kernel_status.models import CellStatus, KernelProcess, Session
 from tests.conftest import get_status
 
 EVENTS_URL = "/api/kernel/events"
-NOW = time.time()
+NOW = time.time()  # only for tests that do not depend on the liveness window
 
 
 def cell_op(cell_id: str, status: str | None, t: Any, **extra: Any) -> dict[str, Any]:
@@ -68,13 +68,14 @@ def stored_cells() -> dict[str, str]:
 def test_frames_and_lifecycle_are_applied(
     session: Session, reporter: APIClient, users: dict[str, User]
 ) -> None:
+    now = time.time()  # not NOW: the state depends on the 60 s liveness window
     body = {
         "events": [
-            {"op": "kernel-started", "data": {"timestamp": NOW - 5}},
+            {"op": "kernel-started", "data": {"timestamp": now - 5}},
             {"op": "kernel-ready", "data": {"cell_ids": ["a"], "codes": ["1"]}},
-            cell_op("a", "queued", NOW - 4),
-            cell_op("a", "running", NOW - 3),
-            {"op": "kernel-heartbeat", "data": {"timestamp": NOW - 2}},
+            cell_op("a", "queued", now - 4),
+            cell_op("a", "running", now - 3),
+            {"op": "kernel-heartbeat", "data": {"timestamp": now - 2}},
             {"op": "variables", "data": {"variables": []}},
         ]
     }
@@ -135,10 +136,50 @@ def test_session_access_does_not_allow_reporting(
     assert not CellStatus.objects.exists()
 
 
-def test_unauthorized_caller_cannot_probe_sessions(users: dict[str, User]) -> None:
+def test_unauthorized_caller_cannot_probe_sessions(
+    session: Session, users: dict[str, User]
+) -> None:
     client = APIClient()
     client.force_authenticate(users["editor"])
-    assert post(client, {"events": []}, session_id="nope").status_code == 403
+    existing = post(client, {"events": []}, session_id="s1")
+    missing = post(client, {"events": []}, session_id="nope")
+    assert existing.status_code == missing.status_code == 403
+    assert existing.content == missing.content
+    assert dict(existing.headers) == dict(missing.headers)
+
+
+def test_inactive_account_with_the_permission_is_refused(
+    session: Session, users: dict[str, User]
+) -> None:
+    account = users["inactive"]
+    account.user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    client = APIClient()
+    client.force_authenticate(User.objects.get(pk=account.pk))
+    assert post(client, {"events": []}).status_code == 403
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=200)
+def test_body_over_the_upload_limit_gets_413(session: Session, reporter: APIClient) -> None:
+    response = post(reporter, {"events": [cell_op("a", "idle", NOW)] * 3})
+    assert response.status_code == 413
+    assert response.json()["detail"].endswith("(DATA_UPLOAD_MAX_MEMORY_SIZE).")
+    assert not CellStatus.objects.exists()
+
+
+def test_database_trouble_is_a_json_503(
+    session: Session, reporter: APIClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr("kernel_status.views.apply_events", locked)
+    response = post(reporter, {"events": [cell_op("a", "idle", NOW)]})
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The database is busy; retry shortly."}
+    assert response["Retry-After"] == "1"
+    assert response["Cache-Control"] == "no-store"
 
 
 def test_permission_granted_directly_works(session: Session, users: dict[str, User]) -> None:
@@ -168,6 +209,20 @@ def test_permission_granted_directly_works(session: Session, users: dict[str, Us
             "Ensure this value is greater than or equal to 0.",
         ),
         ({"op": "cell-op", "data": {"cell_id": "a"}}, "data.timestamp", "This field is required."),
+        (cell_op("a", "idle", True), "data.timestamp", "A valid number is required."),
+        (cell_op("a", "idle", "1e9"), "data.timestamp", "A valid number is required."),
+        (cell_op("a", "x" * 129, NOW), "data.status", '"' + "x" * 129 + '" is not a valid choice.'),
+        (
+            cell_op("a" * 129, "idle", NOW),
+            "data.cell_id",
+            "Ensure this field has no more than 128 characters.",
+        ),
+        ({"op": "kernel-started", "data": {}}, "data.timestamp", "This field is required."),
+        (
+            cell_op("a", "idle", NOW, stale_inputs="false"),
+            "data.stale_inputs",
+            "Must be a valid boolean.",
+        ),
         (
             cell_op("a", "idle", NOW, stale_inputs="maybe"),
             "data.stale_inputs",
@@ -183,11 +238,12 @@ def test_permission_granted_directly_works(session: Session, users: dict[str, Us
 def test_invalid_item_is_named_and_nothing_is_applied(
     session: Session, reporter: APIClient, item: Any, field: str, message: str
 ) -> None:
-    body = {"events": [cell_op("ok", "running", NOW), {"op": "kernel-started", "data": {}}, item]}
+    body = {"events": [cell_op("ok", "running", NOW), {"op": "kernel-heartbeat", "data": {}}, item]}
     response = post(reporter, body)
     assert response.status_code == 400
+    where = f"events[2].{field}" if field else "events[2]"
     assert response.json() == {
-        "detail": f"Invalid event batch: events[2].{field}: {message}",
+        "detail": f"Invalid event batch: {where}: {message}",
         "errors": [{"index": 2, "field": field, "message": message}],
     }
     assert not CellStatus.objects.exists()
@@ -287,3 +343,31 @@ def test_query_count_does_not_grow_with_the_batch(session: Session, reporter: AP
     count(1, NOW - 200)  # warm-up: the first request also loads the account's permissions
     assert count(1, NOW - 100) == count(999, NOW - 50)
     assert stored_cells()["c998"] == "running"
+
+
+def test_heartbeat_without_timestamp_is_stamped_on_arrival(
+    session: Session, reporter: APIClient
+) -> None:
+    now = time.time()
+    post(reporter, {"events": [{"op": "kernel-started", "data": {"timestamp": now - 30}}]})
+    post(reporter, {"events": [{"op": "kernel-heartbeat", "data": {}}]})
+    heartbeat = KernelProcess.objects.get(session=session).last_heartbeat_at
+    assert heartbeat is not None
+    assert heartbeat.timestamp() >= now
+
+
+def test_cell_ops_sent_with_their_kernel_start_are_kept(
+    session: Session, reporter: APIClient, users: dict[str, User]
+) -> None:
+    # marimo stamps cell-ops itself; the start is stamped by the host, before them.
+    now = time.time()
+    body = {
+        "events": [
+            cell_op("a", "running", now - 1),
+            {"op": "kernel-started", "data": {"timestamp": now - 2}},
+        ]
+    }
+    assert post(reporter, body).json() == {"applied": 2, "ignored_older": 0, "ignored_ops": 0}
+    owner = APIClient()
+    owner.force_authenticate(users["owner"])
+    assert get_status(owner, "s1").json() == {"state": "running"}

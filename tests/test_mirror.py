@@ -30,7 +30,14 @@ def at(seconds: float) -> datetime:
     return BASE + timedelta(seconds=seconds)
 
 
-BASE = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+BASE = timezone.now()
+
+
+@pytest.fixture(autouse=True)
+def recent_base() -> None:
+    """Re-base ``at()`` per test: status checks depend on the 60 s liveness window."""
+    global BASE
+    BASE = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
 
 
 @pytest.fixture
@@ -262,3 +269,25 @@ def test_a_batch_is_a_constant_number_of_queries(session: Session, size: int) ->
     ]
     assert len(writes) == 6, writes
     assert CellStatus.objects.filter(session=session, status=Cell.QUEUED).count() == size
+
+
+# --- bad events ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: CellNotification("a", at(0), status="done"), "status must be one of"),
+        (lambda: CellNotification("", at(0)), "cell_id is empty"),
+        (lambda: CellNotification("x" * 129, at(0)), "longer than 128"),
+        (lambda: CellNotification("a\x00", at(0)), "control characters"),
+        (lambda: CellNotification("a", at(0), stale_inputs=1), "stale_inputs must be a bool"),  # type: ignore[arg-type]
+        (lambda: CellNotification("a", datetime(2026, 1, 1)), "aware datetime"),
+        (lambda: KernelStarted(datetime(2026, 1, 1)), "aware datetime"),
+        (lambda: KernelStopped(at(0), exit_code=2**31), "32 bits"),
+        (lambda: KernelStopped(at(0), cause="x" * 256), "longer than 255"),
+    ],
+)
+def test_bad_events_are_refused_before_the_database(make: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()  # type: ignore[operator]

@@ -1,4 +1,4 @@
-"""Many writers on the same session and cells at once, on PostgreSQL with real threads."""
+"""Many writers on the same session and cells at once, with real threads."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from kernel_status import mirror
@@ -16,12 +16,9 @@ from kernel_status.choices import CellRuntimeState
 from kernel_status.events import CellNotification, KernelEvent, KernelHeartbeat, KernelStarted
 from kernel_status.models import CellStatus, KernelProcess
 
-pytestmark = [
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="threads need a server database (PostgreSQL)"
-    ),
-    pytest.mark.django_db(transaction=True),
-]
+# On SQLite these run against the file test database (tests/settings.py), where writers take
+# the lock at BEGIN (transaction_mode IMMEDIATE) and wait for each other.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 THREADS = 8
 BATCHES_PER_THREAD = 25
@@ -110,3 +107,33 @@ def test_concurrent_restarts_and_notifications_never_conflict(users: dict[str, U
     assert KernelProcess.objects.get().state == "running"
     newest = base + timedelta(seconds=29 + (THREADS - 1) / 100)
     assert CellStatus.objects.get().notified_at == newest
+
+
+def test_concurrent_registrations_of_a_new_id_all_succeed(users: dict[str, User]) -> None:
+    registered: list[int] = []
+
+    def register(index: int) -> None:
+        registered.append(mirror.register_session("new", owner=users["owner"], notebook="nb.py").pk)
+
+    assert run_threads(register, THREADS) == []
+    assert len(set(registered)) == 1
+
+
+def test_delete_while_writers_write_never_conflicts(users: dict[str, User]) -> None:
+    mirror.register_session("s1", owner=users["owner"], notebook="nb.py")
+    base = timezone.now()
+
+    def work(index: int) -> None:
+        if index == 0:
+            mirror.delete_session("s1")
+            return
+        for step in range(20):
+            try:
+                mirror.apply_events(
+                    "s1", [CellNotification(f"c{index}-{step}", base + timedelta(seconds=step))]
+                )
+            except mirror.UnknownSession:
+                return  # deleted: the expected end
+
+    assert run_threads(work, THREADS) == []
+    assert not CellStatus.objects.exists()

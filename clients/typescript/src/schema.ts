@@ -56,7 +56,7 @@ export interface components {
             /** Format: double */
             timestamp: number;
         };
-        /** @description A marimo websocket frame, verbatim. */
+        /** @description An event with op "cell-op". */
         CellOpEvent: {
             /**
              * @description Always "cell-op". (enum property replaced by openapi-typescript)
@@ -98,30 +98,38 @@ export interface components {
             /** @description Frames whose op is not mirrored. */
             readonly ignored_ops: number;
         };
-        /** @description The kernel process is alive. */
+        /** @description When the kernel was last seen alive (default: when the server received it). */
+        KernelHeartbeatData: {
+            /** Format: double */
+            timestamp?: number;
+        };
+        /** @description An event with op "kernel-heartbeat". */
         KernelHeartbeatEvent: {
             /**
              * @description Always "kernel-heartbeat". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
             op: "KernelHeartbeatEvent";
-            data: components["schemas"]["KernelLifecycleData"];
+            data: components["schemas"]["KernelHeartbeatData"];
         };
-        /** @description When it happened (default: when the server received it), and for a stop, why. */
-        KernelLifecycleData: {
+        /**
+         * @description When the new kernel process started.
+         *
+         *     Required: a start stamped on arrival would be newer than the cell-ops sent with it, and
+         *     would reset them to idle.
+         */
+        KernelStartedData: {
             /** Format: double */
-            timestamp?: number;
-            exit_code?: number | null;
-            cause?: string;
+            timestamp: number;
         };
-        /** @description A new kernel process is up. */
+        /** @description An event with op "kernel-started". */
         KernelStartedEvent: {
             /**
              * @description Always "kernel-started". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
             op: "KernelStartedEvent";
-            data: components["schemas"]["KernelLifecycleData"];
+            data: components["schemas"]["KernelStartedData"];
         };
         /** @description Body of every error answer. */
         KernelStatusError: {
@@ -138,14 +146,21 @@ export interface components {
          * @enum {string}
          */
         KernelStatusStateEnum: "idle" | "running" | "stopped";
-        /** @description The kernel process exited. */
+        /** @description When the kernel process exited (default: when the server received it), and why. */
+        KernelStoppedData: {
+            /** Format: double */
+            timestamp?: number;
+            exit_code?: number | null;
+            cause?: string;
+        };
+        /** @description An event with op "kernel-stopped". */
         KernelStoppedEvent: {
             /**
              * @description Always "kernel-stopped". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
             op: "None";
-            data: components["schemas"]["KernelLifecycleData"];
+            data: components["schemas"]["KernelStoppedData"];
         };
     };
     responses: never;
@@ -226,7 +241,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description More events than KERNEL_STATUS_MAX_BATCH_SIZE. */
+            /** @description More events than KERNEL_STATUS_MAX_BATCH_SIZE, or a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE. */
             413: {
                 headers: {
                     [name: string]: unknown;

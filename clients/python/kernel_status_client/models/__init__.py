@@ -7,12 +7,14 @@ from .kernel_event_batch import KernelEventBatch
 from .kernel_event_batch_error import KernelEventBatchError
 from .kernel_event_batch_item_error import KernelEventBatchItemError
 from .kernel_event_batch_result import KernelEventBatchResult
+from .kernel_heartbeat_data import KernelHeartbeatData
 from .kernel_heartbeat_event import KernelHeartbeatEvent
-from .kernel_lifecycle_data import KernelLifecycleData
+from .kernel_started_data import KernelStartedData
 from .kernel_started_event import KernelStartedEvent
 from .kernel_status_error import KernelStatusError
 from .kernel_status_response import KernelStatusResponse
 from .kernel_status_state_enum import KernelStatusStateEnum
+from .kernel_stopped_data import KernelStoppedData
 from .kernel_stopped_event import KernelStoppedEvent
 
 __all__ = (
@@ -23,11 +25,13 @@ __all__ = (
     "KernelEventBatchError",
     "KernelEventBatchItemError",
     "KernelEventBatchResult",
+    "KernelHeartbeatData",
     "KernelHeartbeatEvent",
-    "KernelLifecycleData",
+    "KernelStartedData",
     "KernelStartedEvent",
     "KernelStatusError",
     "KernelStatusResponse",
     "KernelStatusStateEnum",
+    "KernelStoppedData",
     "KernelStoppedEvent",
 )

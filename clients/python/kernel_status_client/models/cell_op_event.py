@@ -15,7 +15,7 @@ T = TypeVar("T", bound="CellOpEvent")
 
 @_attrs_define
 class CellOpEvent:
-    """A marimo websocket frame, verbatim.
+    """An event with op "cell-op".
 
     Attributes:
         op (str): Always "cell-op".

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.kernel_lifecycle_data import KernelLifecycleData
+    from ..models.kernel_heartbeat_data import KernelHeartbeatData
 
 
 T = TypeVar("T", bound="KernelHeartbeatEvent")
@@ -15,15 +15,15 @@ T = TypeVar("T", bound="KernelHeartbeatEvent")
 
 @_attrs_define
 class KernelHeartbeatEvent:
-    """The kernel process is alive.
+    """An event with op "kernel-heartbeat".
 
     Attributes:
         op (str): Always "kernel-heartbeat".
-        data (KernelLifecycleData): When it happened (default: when the server received it), and for a stop, why.
+        data (KernelHeartbeatData): When the kernel was last seen alive (default: when the server received it).
     """
 
     op: str
-    data: KernelLifecycleData
+    data: KernelHeartbeatData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,12 +44,12 @@ class KernelHeartbeatEvent:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.kernel_lifecycle_data import KernelLifecycleData  # noqa: PLC0415
+        from ..models.kernel_heartbeat_data import KernelHeartbeatData  # noqa: PLC0415
 
         d = dict(src_dict)
         op = d.pop("op")
 
-        data = KernelLifecycleData.from_dict(d.pop("data"))
+        data = KernelHeartbeatData.from_dict(d.pop("data"))
 
         kernel_heartbeat_event = cls(
             op=op,

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.kernel_lifecycle_data import KernelLifecycleData
+    from ..models.kernel_started_data import KernelStartedData
 
 
 T = TypeVar("T", bound="KernelStartedEvent")
@@ -15,15 +15,18 @@ T = TypeVar("T", bound="KernelStartedEvent")
 
 @_attrs_define
 class KernelStartedEvent:
-    """A new kernel process is up.
+    """An event with op "kernel-started".
 
     Attributes:
         op (str): Always "kernel-started".
-        data (KernelLifecycleData): When it happened (default: when the server received it), and for a stop, why.
+        data (KernelStartedData): When the new kernel process started.
+
+            Required: a start stamped on arrival would be newer than the cell-ops sent with it, and
+            would reset them to idle.
     """
 
     op: str
-    data: KernelLifecycleData
+    data: KernelStartedData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,12 +47,12 @@ class KernelStartedEvent:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.kernel_lifecycle_data import KernelLifecycleData  # noqa: PLC0415
+        from ..models.kernel_started_data import KernelStartedData  # noqa: PLC0415
 
         d = dict(src_dict)
         op = d.pop("op")
 
-        data = KernelLifecycleData.from_dict(d.pop("data"))
+        data = KernelStartedData.from_dict(d.pop("data"))
 
         kernel_started_event = cls(
             op=op,

@@ -7,7 +7,7 @@ from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 if TYPE_CHECKING:
-    from ..models.kernel_lifecycle_data import KernelLifecycleData
+    from ..models.kernel_stopped_data import KernelStoppedData
 
 
 T = TypeVar("T", bound="KernelStoppedEvent")
@@ -15,15 +15,15 @@ T = TypeVar("T", bound="KernelStoppedEvent")
 
 @_attrs_define
 class KernelStoppedEvent:
-    """The kernel process exited.
+    """An event with op "kernel-stopped".
 
     Attributes:
         op (str): Always "kernel-stopped".
-        data (KernelLifecycleData): When it happened (default: when the server received it), and for a stop, why.
+        data (KernelStoppedData): When the kernel process exited (default: when the server received it), and why.
     """
 
     op: str
-    data: KernelLifecycleData
+    data: KernelStoppedData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,12 +44,12 @@ class KernelStoppedEvent:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.kernel_lifecycle_data import KernelLifecycleData  # noqa: PLC0415
+        from ..models.kernel_stopped_data import KernelStoppedData  # noqa: PLC0415
 
         d = dict(src_dict)
         op = d.pop("op")
 
-        data = KernelLifecycleData.from_dict(d.pop("data"))
+        data = KernelStoppedData.from_dict(d.pop("data"))
 
         kernel_stopped_event = cls(
             op=op,

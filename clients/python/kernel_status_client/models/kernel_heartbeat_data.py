@@ -1,51 +1,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..types import UNSET, Unset
 
-T = TypeVar("T", bound="KernelLifecycleData")
+T = TypeVar("T", bound="KernelHeartbeatData")
 
 
 @_attrs_define
-class KernelLifecycleData:
-    """When it happened (default: when the server received it), and for a stop, why.
+class KernelHeartbeatData:
+    """When the kernel was last seen alive (default: when the server received it).
 
     Attributes:
         timestamp (float | Unset):
-        exit_code (int | None | Unset):
-        cause (str | Unset):
     """
 
     timestamp: float | Unset = UNSET
-    exit_code: int | None | Unset = UNSET
-    cause: str | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         timestamp = self.timestamp
-
-        exit_code: int | None | Unset
-        if isinstance(self.exit_code, Unset):
-            exit_code = UNSET
-        else:
-            exit_code = self.exit_code
-
-        cause = self.cause
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update({})
         if timestamp is not UNSET:
             field_dict["timestamp"] = timestamp
-        if exit_code is not UNSET:
-            field_dict["exit_code"] = exit_code
-        if cause is not UNSET:
-            field_dict["cause"] = cause
 
         return field_dict
 
@@ -54,25 +38,12 @@ class KernelLifecycleData:
         d = dict(src_dict)
         timestamp = d.pop("timestamp", UNSET)
 
-        def _parse_exit_code(data: object) -> int | None | Unset:
-            if data is None:
-                return data
-            if isinstance(data, Unset):
-                return data
-            return cast(int | None | Unset, data)
-
-        exit_code = _parse_exit_code(d.pop("exit_code", UNSET))
-
-        cause = d.pop("cause", UNSET)
-
-        kernel_lifecycle_data = cls(
+        kernel_heartbeat_data = cls(
             timestamp=timestamp,
-            exit_code=exit_code,
-            cause=cause,
         )
 
-        kernel_lifecycle_data.additional_properties = d
-        return kernel_lifecycle_data
+        kernel_heartbeat_data.additional_properties = d
+        return kernel_heartbeat_data
 
     @property
     def additional_keys(self) -> list[str]:

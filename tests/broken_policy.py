@@ -1,0 +1,3 @@
+"""A policy module that fails on import, for tests/test_checks.py."""
+
+raise RuntimeError("misconfigured")
