@@ -35,7 +35,9 @@ class AccessPolicy:
         """An integer expression over ``Session`` rows: the user's :class:`AccessLevel`.
 
         It is evaluated inside ``Session.objects.annotate(...)``, so it may use ``OuterRef("pk")``
-        subqueries and lookups through the session's relations. It must not run queries itself.
+        subqueries and lookups through the session's to-one relations. Many-valued relations
+        belong inside ``Exists(...)``: a join over them would duplicate session rows. It must
+        not run queries itself.
         """
         raise NotImplementedError
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -20,6 +21,21 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_access_policy(),
         *_check_max_batch_size(),
         *_check_use_tz(),
+        *check_sqlite_transaction_mode(settings.DATABASES),
+    ]
+
+
+def check_sqlite_transaction_mode(databases: Mapping[str, Any]) -> list[CheckMessage]:
+    return [
+        Warning(
+            f"Database {alias!r} is SQLite without transaction_mode IMMEDIATE: concurrent "
+            "writers of the mirror may fail with 'database is locked' halfway through a batch.",
+            hint=f'Set DATABASES[{alias!r}]["OPTIONS"]["transaction_mode"] = "IMMEDIATE".',
+            id="kernel_status.W001",
+        )
+        for alias, database in databases.items()
+        if database.get("ENGINE") == "django.db.backends.sqlite3"
+        and database.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
     ]
 
 

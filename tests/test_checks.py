@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
-from kernel_status.checks import check_settings
+from kernel_status.checks import check_settings, check_sqlite_transaction_mode
 
 
 def check_ids() -> list[str]:
@@ -74,3 +75,13 @@ def test_use_tz_off_is_e006() -> None:
 def test_access_policy_module_that_raises_on_import_is_e003() -> None:
     with override_settings(KERNEL_STATUS_ACCESS_POLICY="tests.broken_policy.Policy"):
         assert check_ids() == ["kernel_status.E003"]
+
+
+def test_sqlite_without_immediate_transactions_is_w001() -> None:
+    databases = {
+        "default": settings.DATABASES["default"],
+        "extra": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"},
+        "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
+    }
+    warnings = check_sqlite_transaction_mode(databases)
+    assert [(w.id, "'extra'" in w.msg) for w in warnings] == [("kernel_status.W001", True)]
