@@ -75,12 +75,14 @@ def _check_liveness_window() -> list[CheckMessage]:
                 id="kernel_status.E001",
             )
         ]
-    seconds = value.total_seconds() if isinstance(value, timedelta) else value
     try:
-        usable = seconds > 0 and timezone.now() - conf.liveness_window is not None  # type: ignore[operator]
-    except (OverflowError, ValueError):  # infinite, or beyond what datetimes can reach
+        window = conf.liveness_window  # the conversion the status query uses
+        usable = window is not None and window > timedelta(0)
+        if window is not None and usable:
+            timezone.now() - window  # the status query's cutoff: within datetime's range?
+    except (OverflowError, ValueError):  # NaN, infinite, or beyond what datetimes can reach
         usable = False
-    if not usable:  # also NaN, which compares False
+    if not usable:
         return [
             Error(
                 f"KERNEL_STATUS_LIVENESS_WINDOW must be positive and finite; got {value!r}.",
