@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from kernel_status.choices import KernelStatus
+from kernel_status.choices import SessionState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
 # The admin classes are generic only in django-stubs, not at run time.
@@ -41,12 +41,12 @@ class DerivedStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(value, str(label)) for value, label in KernelStatus.choices]
+        return [(value, str(label)) for value, label in SessionState.choices]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        if self.value() in KernelStatus.values:
+        if self.value() in SessionState.values:
             # The changelist queryset is annotated by SessionAdmin.get_queryset.
-            return queryset.filter(status=self.value())
+            return queryset.filter(state=self.value())
         return queryset
 
 
@@ -168,7 +168,7 @@ class SessionAdmin(ModelAdmin):
         return ["session_id", f"owner__{get_user_model().USERNAME_FIELD}"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
-        return super().get_queryset(request).with_status()  # type: ignore[attr-defined,no-any-return]
+        return super().get_queryset(request).with_state()  # type: ignore[attr-defined,no-any-return]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are registered by the platform
@@ -183,9 +183,9 @@ class SessionAdmin(ModelAdmin):
             return str(_("not started"))
         return str(kernel.get_state_display())
 
-    @admin.display(description=_("status"), ordering="status")
+    @admin.display(description=_("status"), ordering="state")
     def status_badge(self, session: Session) -> SafeString:
-        status = KernelStatus(session.status)  # type: ignore[attr-defined]
+        status = SessionState(session.state)  # type: ignore[attr-defined]
         return format_html(
             '<span class="kernel-status-badge kernel-status-{}">{}</span>',
             status.value,

@@ -67,7 +67,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.sync.client import ClientConnection, connect
 
 from kernel_status import mirror
-from kernel_status.choices import BUSY_CELL_STATES, CellRuntimeState, KernelState
+from kernel_status.choices import BUSY_CELL_STATES, CellRuntimeState, ProcessState
 from kernel_status.events import (
     CellNotification,
     KernelEvent,
@@ -396,7 +396,7 @@ class MarimoBridge:
 
     def _give_up(self, seconds: float) -> Outcome:
         sid = self.config.session_id
-        if self._mirrored_kernel_state() == KernelState.STOPPED:
+        if self._mirrored_kernel_state() == ProcessState.STOPPED:
             logger.error("Lost the connection to marimo for %.1f s; %r was stopped", seconds, sid)
         else:
             logger.error(
@@ -548,7 +548,7 @@ class MarimoBridge:
             return Outcome.KERNEL_STOPPED
         events: list[KernelEvent] = []
         mirrored = self._mirrored_kernel_state()
-        if mirrored != KernelState.RUNNING:
+        if mirrored != ProcessState.RUNNING:
             logger.info("marimo's kernel is %s; recording it as started", state.value)
             events.append(KernelStarted(at))
         else:
@@ -618,7 +618,7 @@ class MarimoBridge:
             )
         except DatabaseError:
             logger.exception("Could not read the mirrored kernel")
-            return KernelState.RUNNING  # heartbeat rather than reset the cells
+            return ProcessState.RUNNING  # heartbeat rather than reset the cells
 
     def _mirrored_busy_cells(self) -> list[str]:
         try:

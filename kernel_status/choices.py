@@ -6,8 +6,8 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
-class KernelState(models.TextChoices):
-    """A kernel process's lifecycle, with marimo's ``KernelState`` values."""
+class ProcessState(models.TextChoices):
+    """A kernel process's lifecycle, with marimo's ``ProcessState`` values."""
 
     NOT_STARTED = "not_started", _("not started")
     RUNNING = "running", _("running")
@@ -27,7 +27,7 @@ class CellRuntimeState(models.TextChoices):
 BUSY_CELL_STATES: tuple[str, ...] = (CellRuntimeState.QUEUED, CellRuntimeState.RUNNING)
 
 
-class KernelStatus(models.TextChoices):
+class SessionState(models.TextChoices):
     """Derived state of a session's kernel, as `GET /api/kernel/status` answers it."""
 
     IDLE = "idle", _("idle")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from django.db import router, transaction
 from django.utils import timezone
 
-from kernel_status.choices import CellRuntimeState, KernelState
+from kernel_status.choices import CellRuntimeState, ProcessState
 from kernel_status.events import (
     ApplyResult,
     CellNotification,
@@ -255,7 +255,7 @@ class _BatchState:
         if not _is_newer(event.timestamp, self.transition_at_start, self._last_transition()):
             return False
         kernel = self.kernel
-        kernel.state = KernelState.RUNNING
+        kernel.state = ProcessState.RUNNING
         kernel.started_at = event.timestamp
         # A heartbeat of the new process may have arrived before its start.
         previous = kernel.last_heartbeat_at
@@ -276,7 +276,7 @@ class _BatchState:
     def _heartbeat(self, event: KernelHeartbeat) -> bool:
         kernel = self.kernel
         current = kernel.last_heartbeat_at or kernel.started_at
-        if kernel.state != KernelState.RUNNING or not _is_newer(
+        if kernel.state != ProcessState.RUNNING or not _is_newer(
             event.timestamp, self.heartbeat_at_start, current
         ):
             return False
@@ -288,7 +288,7 @@ class _BatchState:
         if not _is_newer(event.timestamp, self.transition_at_start, self._last_transition()):
             return False
         kernel = self.kernel
-        kernel.state = KernelState.STOPPED
+        kernel.state = ProcessState.STOPPED
         kernel.stopped_at = event.timestamp
         if event.exit_code is not None:
             kernel.exit_code = event.exit_code

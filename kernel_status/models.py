@@ -18,7 +18,7 @@ from kernel_status.choices import (
     AccessLevel,
     AccessRole,
     CellRuntimeState,
-    KernelState,
+    ProcessState,
 )
 from kernel_status.events import EXIT_CAUSE_MAX_LENGTH
 from kernel_status.validators import (
@@ -34,11 +34,11 @@ if TYPE_CHECKING:
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
-    def with_status(self, *, now: datetime | None = None) -> SessionQuerySet:
-        """Annotate ``status``: the derived :class:`~kernel_status.choices.KernelStatus`."""
-        from kernel_status.status import kernel_status_expression
+    def with_state(self, *, now: datetime | None = None) -> SessionQuerySet:
+        """Annotate ``state``: the derived :class:`~kernel_status.choices.SessionState`."""
+        from kernel_status.state import session_state_expression
 
-        return self.annotate(status=kernel_status_expression(now=now))
+        return self.annotate(state=session_state_expression(now=now))
 
     def with_access_level(self, user: AbstractBaseUser | AnonymousUser) -> SessionQuerySet:
         """Annotate ``access_level``: the user's :class:`~kernel_status.choices.AccessLevel`."""
@@ -101,7 +101,7 @@ class KernelProcess(models.Model):
         verbose_name=_("session"),
     )
     state = models.CharField(
-        _("state"), max_length=16, choices=KernelState.choices, default=KernelState.NOT_STARTED
+        _("state"), max_length=16, choices=ProcessState.choices, default=ProcessState.NOT_STARTED
     )
     started_at = models.DateTimeField(_("started at"), null=True, blank=True)
     last_heartbeat_at = models.DateTimeField(_("last heartbeat at"), null=True, blank=True)
@@ -114,7 +114,7 @@ class KernelProcess(models.Model):
         verbose_name_plural = _("kernel processes")
         constraints = [
             models.CheckConstraint(
-                condition=Q(state__in=KernelState.values), name="kernel_status_kernel_state_valid"
+                condition=Q(state__in=ProcessState.values), name="kernel_status_kernel_state_valid"
             ),
         ]
 

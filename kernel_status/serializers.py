@@ -9,7 +9,7 @@ from django.db.models import TextChoices
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_serializer
 from rest_framework import serializers
 
-from kernel_status.choices import CellRuntimeState, KernelStatus
+from kernel_status.choices import CellRuntimeState, SessionState
 from kernel_status.events import (
     EXIT_CAUSE_MAX_LENGTH,
     EXIT_CODE_MAX,
@@ -39,10 +39,10 @@ class PinnedEnumField(serializers.ChoiceField):
         super().__init__(choices=self.choices_class.choices, **kwargs)
 
 
-class KernelStatusField(PinnedEnumField):
-    """A :class:`KernelStatus` value."""
+class SessionStateField(PinnedEnumField):
+    """A :class:`SessionState` value."""
 
-    choices_class = KernelStatus
+    choices_class = SessionState
     enum_component_name = "KernelStatusStateEnum"
 
 
@@ -57,8 +57,7 @@ class CellRuntimeStateField(PinnedEnumField):
 class KernelStatusResponseSerializer(serializers.Serializer[Session]):
     """Answer of `GET /api/kernel/status`."""
 
-    state = KernelStatusField(
-        source="status",
+    state = SessionStateField(
         read_only=True,
         help_text="`stopped`: the kernel process is not alive. `running`: alive, and a cell is "
         "queued or running. `idle`: alive, and no cell is queued or running.",

@@ -126,7 +126,7 @@ class KernelStatusView(KernelAPIView[Session]):
     http_method_names = ["get"]
 
     def get_queryset(self) -> SessionQuerySet:
-        return Session.objects.visible_to(self.request.user).with_status()
+        return Session.objects.visible_to(self.request.user).with_state()
 
     def get_object(self) -> Session:
         session_id = get_session_id(self.request)

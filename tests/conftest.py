@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from kernel_status.choices import AccessRole, CellRuntimeState, KernelState
+from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
 STATUS_URL = "/api/kernel/status"
@@ -21,7 +21,7 @@ class MakeSession(Protocol):
         self,
         session_id: str = ...,
         *,
-        kernel: KernelState | None = ...,
+        kernel: ProcessState | None = ...,
         heartbeat_age: timedelta | None = ...,
         cells: Iterable[tuple[str, bool]] = ...,
         owner: User | None = ...,
@@ -52,7 +52,7 @@ def make_session(users: dict[str, User]) -> MakeSession:
     def make(
         session_id: str = "",
         *,
-        kernel: KernelState | None = KernelState.RUNNING,
+        kernel: ProcessState | None = ProcessState.RUNNING,
         heartbeat_age: timedelta | None = timedelta(0),
         cells: Iterable[tuple[str, bool]] = (),
         owner: User | None = None,
@@ -68,7 +68,7 @@ def make_session(users: dict[str, User]) -> MakeSession:
             KernelProcess.objects.create(
                 session=session,
                 state=kernel,
-                started_at=heartbeat if kernel != KernelState.NOT_STARTED else None,
+                started_at=heartbeat if kernel != ProcessState.NOT_STARTED else None,
                 last_heartbeat_at=heartbeat,
             )
         CellStatus.objects.bulk_create(

@@ -1,6 +1,6 @@
 """The session admin, used by a superuser: changelist, filters, search, change page, grants.
 
-The status badge must agree with ``Session.objects.with_status()`` (what the API answers),
+The status badge must agree with ``Session.objects.with_state()`` (what the API answers),
 and neither page may run a query per session, cell or grant.
 """
 
@@ -29,7 +29,7 @@ from kernel_status.admin import (
     KernelProcessInline,
     NewGrantInline,
 )
-from kernel_status.choices import AccessRole, CellRuntimeState, KernelState, KernelStatus
+from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState, SessionState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 from tests.conftest import MakeSession, cells
 
@@ -200,14 +200,14 @@ class Situation:
     """A session in one situation, and what the changelist must show for it."""
 
     kwargs: dict[str, Any]
-    status: KernelStatus
+    status: SessionState
     kernel_state: str
     owner: str = "owner"
 
 
 # Session id -> situation. Ids share no substring with usernames, so searches are exact.
 SITUATIONS: dict[str, Situation] = {
-    "idle-no-cells": Situation({}, KernelStatus.IDLE, "running"),
+    "idle-no-cells": Situation({}, SessionState.IDLE, "running"),
     "idle-quiet-cells": Situation(
         {
             "cells": [
@@ -216,40 +216,40 @@ SITUATIONS: dict[str, Situation] = {
                 *cells(QUEUED, RUNNING, stale=True),
             ]
         },
-        KernelStatus.IDLE,
+        SessionState.IDLE,
         "running",
     ),
     "idle-recent-heartbeat": Situation(
         {"heartbeat_age": timedelta(seconds=20), "cells": cells(IDLE)},
-        KernelStatus.IDLE,
+        SessionState.IDLE,
         "running",
     ),
     "busy-queued": Situation(
-        {"cells": cells(IDLE, QUEUED, DISABLED)}, KernelStatus.RUNNING, "running"
+        {"cells": cells(IDLE, QUEUED, DISABLED)}, SessionState.RUNNING, "running"
     ),
     "busy-running": Situation(
         {"cells": cells(RUNNING, IDLE), "owner": "editor"},
-        KernelStatus.RUNNING,
+        SessionState.RUNNING,
         "running",
         owner="editor",
     ),
     "down-stopped": Situation(
-        {"kernel": KernelState.STOPPED, "cells": cells(RUNNING, QUEUED)},
-        KernelStatus.STOPPED,
+        {"kernel": ProcessState.STOPPED, "cells": cells(RUNNING, QUEUED)},
+        SessionState.STOPPED,
         "stopped",
     ),
     "down-not-started": Situation(
-        {"kernel": KernelState.NOT_STARTED, "heartbeat_age": None, "cells": cells(QUEUED)},
-        KernelStatus.STOPPED,
+        {"kernel": ProcessState.NOT_STARTED, "heartbeat_age": None, "cells": cells(QUEUED)},
+        SessionState.STOPPED,
         "not started",
     ),
     "down-no-kernel-row": Situation(
-        {"kernel": None, "cells": cells(RUNNING)}, KernelStatus.STOPPED, "not started"
+        {"kernel": None, "cells": cells(RUNNING)}, SessionState.STOPPED, "not started"
     ),
     # Past the default 60 s liveness window: a running kernel that went silent is stopped.
     "down-silent": Situation(
         {"heartbeat_age": timedelta(minutes=5), "cells": cells(RUNNING)},
-        KernelStatus.STOPPED,
+        SessionState.STOPPED,
         "running",
     ),
 }
@@ -278,7 +278,7 @@ def test_changelist_shows_each_session_with_the_derived_status(
     assert response.status_code == 200
     rows = {row["session_id"].text.strip(): row for row in result_rows(response.content)}
     assert set(rows) == set(SITUATIONS)
-    derived = dict(Session.objects.with_status().values_list("session_id", "status"))
+    derived = dict(Session.objects.with_state().values_list("session_id", "state"))
     kernels = {
         kernel.session.session_id: kernel
         for kernel in KernelProcess.objects.select_related("session")
@@ -310,7 +310,7 @@ def test_changelist_has_no_actions_and_no_add_link(
     assert reverse("admin:kernel_status_session_add").encode() not in response.content
 
 
-@pytest.mark.parametrize("status", KernelStatus.values)
+@pytest.mark.parametrize("status", SessionState.values)
 def test_changelist_filters_by_derived_status(
     admin_client_: Client, situations: dict[str, Session], status: str
 ) -> None:
@@ -321,7 +321,7 @@ def test_changelist_filters_by_derived_status(
     assert expected  # each status has sessions in the fixture
     assert row_ids(response.content) == expected
     assert expected == set(
-        Session.objects.with_status().filter(status=status).values_list("session_id", flat=True)
+        Session.objects.with_state().filter(state=status).values_list("session_id", flat=True)
     )
 
 
@@ -329,7 +329,7 @@ def test_changelist_filters_by_derived_status(
     ("state", "expected"),
     [
         (
-            KernelState.RUNNING,
+            ProcessState.RUNNING,
             {
                 "idle-no-cells",
                 "idle-quiet-cells",
@@ -339,9 +339,9 @@ def test_changelist_filters_by_derived_status(
                 "down-silent",
             },
         ),
-        (KernelState.STOPPED, {"down-stopped"}),
+        (ProcessState.STOPPED, {"down-stopped"}),
         # A session without a kernel row has no kernel state to filter on.
-        (KernelState.NOT_STARTED, {"down-not-started"}),
+        (ProcessState.NOT_STARTED, {"down-not-started"}),
     ],
 )
 def test_changelist_filters_by_kernel_state(
@@ -401,18 +401,18 @@ MATCHING: dict[str, list[dict[str, Any]]] = {
     ],
     "status=idle": [{"cells": FOUR_CELLS}, {}],
     "status=stopped": [
-        {"kernel": KernelState.STOPPED, "cells": FOUR_CELLS},
+        {"kernel": ProcessState.STOPPED, "cells": FOUR_CELLS},
         {"kernel": None, "cells": FOUR_CELLS},
-        {"kernel": KernelState.NOT_STARTED, "heartbeat_age": None, "cells": FOUR_CELLS},
+        {"kernel": ProcessState.NOT_STARTED, "heartbeat_age": None, "cells": FOUR_CELLS},
         {"heartbeat_age": timedelta(minutes=5), "cells": FOUR_CELLS},
     ],
     "kernel__state=running": [
         {"cells": FOUR_CELLS},
         {"heartbeat_age": timedelta(minutes=5), "cells": FOUR_CELLS},
     ],
-    "kernel__state=stopped": [{"kernel": KernelState.STOPPED, "cells": FOUR_CELLS}],
+    "kernel__state=stopped": [{"kernel": ProcessState.STOPPED, "cells": FOUR_CELLS}],
     "kernel__state=not_started": [
-        {"kernel": KernelState.NOT_STARTED, "heartbeat_age": None, "cells": FOUR_CELLS}
+        {"kernel": ProcessState.NOT_STARTED, "heartbeat_age": None, "cells": FOUR_CELLS}
     ],
     "q=s_": [{"cells": FOUR_CELLS}, {"kernel": None, "cells": FOUR_CELLS}],
 }
@@ -563,7 +563,7 @@ def test_change_form_edits_adds_and_deletes_grants_only(
         "notebook": "evil.py",
         "owner": str(users["stranger"].pk),
         f"{cells_prefix}-0-status": CellRuntimeState.IDLE,
-        "kernel-0-state": KernelState.STOPPED,
+        "kernel-0-state": ProcessState.STOPPED,
         "_save": "Save",
     }
     response = admin_client_.post(url, data)

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from kernel_status.choices import CellRuntimeState as Cell
-from kernel_status.choices import KernelState
+from kernel_status.choices import ProcessState
 from kernel_status.models import CellStatus, Session, SessionAccess
 from tests.conftest import STATUS_URL, MakeSession, cells, get_status
 
@@ -332,7 +332,7 @@ def test_a_read_never_writes(make_session: MakeSession, users: dict[str, User]) 
 def test_status_query_checks_access_and_state_in_one_statement(
     make_session: MakeSession, users: dict[str, User]
 ) -> None:
-    session = make_session(kernel=KernelState.RUNNING, cells=cells(Cell.QUEUED))
+    session = make_session(kernel=ProcessState.RUNNING, cells=cells(Cell.QUEUED))
     client = APIClient()
     client.force_authenticate(users["viewer"])
     response, queries = run_counting_queries(client, session.session_id)

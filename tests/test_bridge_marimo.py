@@ -34,7 +34,7 @@ from rest_framework.test import APIClient
 
 from kernel_status import mirror
 from kernel_status.bridge import BridgeConfig, MarimoBridge, Outcome
-from kernel_status.choices import KernelState
+from kernel_status.choices import ProcessState
 from kernel_status.models import KernelProcess
 
 pytestmark = [
@@ -296,5 +296,5 @@ def test_both_say_stopped_after_the_kernel_was_killed(bridged: Bridged) -> None:
     bridged.thread.join(10)
     assert bridged.result.get("outcome") is Outcome.KERNEL_STOPPED
     kernel = KernelProcess.objects.get(session__session_id=SID)
-    assert kernel.state == KernelState.STOPPED
+    assert kernel.state == ProcessState.STOPPED
     assert kernel.exit_cause == "The kernel was stopped unexpectedly."

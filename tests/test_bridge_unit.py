@@ -31,7 +31,7 @@ from kernel_status.bridge import (
     Outcome,
     parse_frame,
 )
-from kernel_status.choices import KernelState
+from kernel_status.choices import ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session
 
 SID = "bridge-s1"
@@ -240,7 +240,7 @@ def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 def state() -> str:
-    return str(Session.objects.with_status().get(session_id=SID).status)
+    return str(Session.objects.with_state().get(session_id=SID).state)
 
 
 def cells() -> dict[str, str]:
@@ -271,13 +271,13 @@ def test_kernel_ready_starts_the_kernel_and_cell_ops_become_cells(
     with in_background(bridge) as running:
         eventually(lambda: cells() == {"a": "running", "b": "queued"})
         assert state() == "running"
-        assert kernel().state == KernelState.RUNNING
+        assert kernel().state == ProcessState.RUNNING
         assert bridge.cell_ids == ("a", "b")
         gate.set()
         eventually(lambda: cells() == {"a": "idle", "b": "idle"})
         assert state() == "idle"
     assert running.outcome is Outcome.STOP_REQUESTED
-    assert kernel().state == KernelState.RUNNING  # stopping the bridge stops no kernel
+    assert kernel().state == ProcessState.RUNNING  # stopping the bridge stops no kernel
 
 
 @pytest.mark.django_db(transaction=True)
@@ -369,7 +369,7 @@ def test_kernel_stopped_banner_stops_the_kernel(marimo: FakeMarimo, session: Ses
     )
     assert make_bridge(marimo.url).run() is Outcome.KERNEL_STOPPED
     process = kernel()
-    assert process.state == KernelState.STOPPED
+    assert process.state == ProcessState.STOPPED
     assert process.exit_cause == "The kernel was stopped unexpectedly."
     assert state() == "stopped"
 
@@ -386,8 +386,8 @@ def test_kernel_startup_error_stops_the_kernel(marimo: FakeMarimo, session: Sess
 @pytest.mark.parametrize(
     ("status", "outcome", "kernel_state"),
     [
-        pytest.param(None, Outcome.KERNEL_STOPPED, KernelState.STOPPED, id="session-closed"),
-        pytest.param("idle", Outcome.DISPLACED, KernelState.RUNNING, id="taken-over"),
+        pytest.param(None, Outcome.KERNEL_STOPPED, ProcessState.STOPPED, id="session-closed"),
+        pytest.param("idle", Outcome.DISPLACED, ProcessState.RUNNING, id="taken-over"),
     ],
 )
 def test_a_shutdown_close_without_banner(
@@ -395,7 +395,7 @@ def test_a_shutdown_close_without_banner(
     session: Session,
     status: str | None,
     outcome: Outcome,
-    kernel_state: KernelState,
+    kernel_state: ProcessState,
 ) -> None:
     marimo.play(send(kernel_ready("a")), close(1000, "MARIMO_SHUTDOWN"))
     marimo.status = status
@@ -422,7 +422,7 @@ def test_connection_refused_for_good_records_connection_lost(session: Session) -
     assert bridge.run() is Outcome.CONNECTION_LOST
     assert time.monotonic() - began >= 0.6
     process = kernel()
-    assert process.state == KernelState.STOPPED
+    assert process.state == ProcessState.STOPPED
     assert process.exit_cause == CONNECTION_LOST_CAUSE
     assert state() == "stopped"
 
@@ -508,7 +508,7 @@ def test_the_command_registers_a_missing_session(
     registered = Session.objects.get(session_id=SID)
     assert registered.owner == users["owner"]
     assert registered.notebook == "nb.py"
-    assert kernel().state == KernelState.STOPPED
+    assert kernel().state == ProcessState.STOPPED
 
 
 @pytest.mark.parametrize(

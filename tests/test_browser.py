@@ -43,7 +43,7 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from kernel_status.choices import CellRuntimeState, KernelState
+from kernel_status.choices import CellRuntimeState, ProcessState
 from tests.conftest import MakeSession, cells
 
 CHROMIUM = shutil.which("chromium")
@@ -215,7 +215,7 @@ def sessions(make_session: MakeSession, settings: Any) -> dict[str, str]:
     make_session("nb-running", cells=cells(IDLE, RUNNING, QUEUED))
     make_session("nb-queued", cells=cells(QUEUED))
     make_session("nb-idle", cells=[(IDLE, False), (DISABLED, False), (RUNNING, True)])
-    make_session("nb-stopped", kernel=KernelState.STOPPED, cells=cells(IDLE))
+    make_session("nb-stopped", kernel=ProcessState.STOPPED, cells=cells(IDLE))
     make_session("nb-silent", heartbeat_age=timedelta(hours=2), cells=cells(RUNNING))
     make_session("nb-not-started", kernel=None)
     return {

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from kernel_status import mirror
 from kernel_status.choices import CellRuntimeState as Cell
-from kernel_status.choices import KernelState, KernelStatus
+from kernel_status.choices import ProcessState, SessionState
 from kernel_status.events import (
     ApplyResult,
     CellNotification,
@@ -50,7 +50,7 @@ def cells_of(session: Session) -> dict[str, tuple[str, bool]]:
 
 
 def status_of(session: Session) -> str:
-    return str(Session.objects.with_status().get(pk=session.pk).status)
+    return str(Session.objects.with_state().get(pk=session.pk).state)
 
 
 def op(
@@ -87,7 +87,7 @@ def test_close_marks_the_kernel_stopped(session: Session) -> None:
     mirror.close_session("s1", at=at(5))
     kernel = KernelProcess.objects.get(session=session)
     assert (kernel.state, kernel.stopped_at, kernel.exit_cause) == (
-        KernelState.STOPPED,
+        ProcessState.STOPPED,
         at(5),
         "session closed",
     )
@@ -121,7 +121,7 @@ def test_started_runs_the_kernel_and_resets_every_cell(session: Session) -> None
             op("c", 3, Cell.DISABLED_TRANSITIVELY),
         ],
     )
-    assert status_of(session) == KernelStatus.RUNNING
+    assert status_of(session) == SessionState.RUNNING
     result = mirror.kernel_started("s1", at=at(10))
     assert result == ApplyResult(applied=1)
     assert cells_of(session) == {"a": ("idle", False), "b": ("idle", False), "c": ("idle", False)}
@@ -131,7 +131,7 @@ def test_started_runs_the_kernel_and_resets_every_cell(session: Session) -> None
         at(10),
         at(10),
     )
-    assert status_of(session) == KernelStatus.IDLE
+    assert status_of(session) == SessionState.IDLE
 
 
 def test_cell_ops_from_before_a_restart_are_ignored(session: Session) -> None:
@@ -144,15 +144,15 @@ def test_cell_ops_from_before_a_restart_are_ignored(session: Session) -> None:
 def test_heartbeat_keeps_the_kernel_alive(session: Session) -> None:
     long_ago = timezone.now() - timedelta(minutes=10)
     mirror.kernel_started("s1", at=long_ago)
-    assert status_of(session) == KernelStatus.STOPPED  # silent past the 60 s window
+    assert status_of(session) == SessionState.STOPPED  # silent past the 60 s window
     assert mirror.kernel_heartbeat("s1") == ApplyResult(applied=1)
-    assert status_of(session) == KernelStatus.IDLE
+    assert status_of(session) == SessionState.IDLE
 
 
 def test_heartbeat_does_not_revive_a_stopped_kernel(session: Session) -> None:
     mirror.apply_events("s1", [KernelStarted(at(0)), KernelStopped(at(1), exit_code=1)])
     assert mirror.kernel_heartbeat("s1", at=at(2)) == ApplyResult(ignored_older=1)
-    assert KernelProcess.objects.get(session=session).state == KernelState.STOPPED
+    assert KernelProcess.objects.get(session=session).state == ProcessState.STOPPED
 
 
 def test_older_heartbeat_is_ignored(session: Session) -> None:
@@ -171,19 +171,19 @@ def test_stopped_records_exit_code_and_cause(session: Session) -> None:
         -9,
         "killed by signal 9",
     )
-    assert status_of(session) == KernelStatus.STOPPED
+    assert status_of(session) == SessionState.STOPPED
 
 
 def test_a_stop_older_than_the_start_is_ignored(session: Session) -> None:
     mirror.kernel_started("s1", at=at(10))
     assert mirror.kernel_stopped("s1", at=at(5)) == ApplyResult(ignored_older=1)
-    assert KernelProcess.objects.get(session=session).state == KernelState.RUNNING
+    assert KernelProcess.objects.get(session=session).state == ProcessState.RUNNING
 
 
 def test_a_start_older_than_the_stop_is_ignored(session: Session) -> None:
     mirror.apply_events("s1", [KernelStarted(at(0)), KernelStopped(at(10))])
     assert mirror.kernel_started("s1", at=at(5)) == ApplyResult(ignored_older=1)
-    assert KernelProcess.objects.get(session=session).state == KernelState.STOPPED
+    assert KernelProcess.objects.get(session=session).state == ProcessState.STOPPED
 
 
 # --- cell notifications ------------------------------------------------------------------------

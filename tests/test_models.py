@@ -49,5 +49,5 @@ def test_busy_cell_lookup_uses_the_partial_index(make_session: MakeSession) -> N
     session = make_session(cells=[("idle", False)] * 2000 + [("running", False)])
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE kernel_status_cellstatus")
-    plan = Session.objects.with_status().filter(pk=session.pk).values("status").explain()
+    plan = Session.objects.with_state().filter(pk=session.pk).values("state").explain()
     assert "kernel_status_busy_cells" in plan, plan

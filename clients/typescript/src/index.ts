@@ -14,7 +14,7 @@ import {
 type Operation = operations["kernel_status"];
 
 /** `"idle" | "running" | "stopped"`. */
-export type KernelState = components["schemas"]["KernelStatusStateEnum"];
+export type SessionState = components["schemas"]["KernelStatusStateEnum"];
 /** The 200 body: `{ state }`. */
 export type KernelStatusResponse = components["schemas"]["KernelStatusResponse"];
 /** The body of every error answer: `{ detail }`. */
@@ -28,7 +28,7 @@ export const KERNEL_STATUS_PATH = "/api/kernel/status" satisfies keyof paths;
 export const SESSION_ID_HEADER =
   "Marimo-Session-Id" satisfies keyof Operation["parameters"]["header"];
 /** Every state, in the schema's order. */
-export const KERNEL_STATES: readonly KernelState[] = kernelStatusStateEnumValues;
+export const KERNEL_STATES: readonly SessionState[] = kernelStatusStateEnumValues;
 
 // `satisfies` fails the build if the schema gains or loses a documented error status.
 const ERROR_STATUSES = {
@@ -76,7 +76,7 @@ export class WaitTimeoutError extends Error {
     readonly sessionId: string,
     readonly timeoutMs: number,
     /** The last state seen, or `undefined` if no answer came back in time. */
-    readonly lastState: KernelState | undefined,
+    readonly lastState: SessionState | undefined,
   ) {
     super(
       `Session ${JSON.stringify(sessionId)} was not idle after ${timeoutMs} ms` +
@@ -173,7 +173,7 @@ export class KernelStatusClient {
 
     const controller = new AbortController();
     let timedOut = false;
-    let lastState: KernelState | undefined;
+    let lastState: SessionState | undefined;
     const deadline = setTimeout(() => {
       timedOut = true;
       controller.abort();
@@ -216,7 +216,7 @@ function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 function isStatusBody(body: unknown): body is KernelStatusResponse {
-  return isRecord(body) && KERNEL_STATES.includes(body["state"] as KernelState);
+  return isRecord(body) && KERNEL_STATES.includes(body["state"] as SessionState);
 }
 
 function isErrorBody(body: unknown): body is KernelStatusErrorBody {

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from kernel_status.choices import AccessRole, CellRuntimeState, KernelState
+from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
 USERS = ["owner", "editor", "viewer", "stranger"]
@@ -24,7 +24,7 @@ OPERATOR = "admin"
 # Cells per session, as (cell id, status, stale).
 SESSIONS: dict[str, dict[str, Any]] = {
     "idle": {
-        "kernel": KernelState.RUNNING,
+        "kernel": ProcessState.RUNNING,
         "cells": [
             ("imports", CellRuntimeState.IDLE, False),
             ("plot", CellRuntimeState.DISABLED_TRANSITIVELY, False),
@@ -32,7 +32,7 @@ SESSIONS: dict[str, dict[str, Any]] = {
         ],
     },
     "running": {
-        "kernel": KernelState.RUNNING,
+        "kernel": ProcessState.RUNNING,
         "cells": [
             ("imports", CellRuntimeState.IDLE, False),
             ("train", CellRuntimeState.RUNNING, False),
@@ -40,10 +40,10 @@ SESSIONS: dict[str, dict[str, Any]] = {
         ],
     },
     "stopped": {
-        "kernel": KernelState.STOPPED,
+        "kernel": ProcessState.STOPPED,
         "cells": [("imports", CellRuntimeState.IDLE, False)],
     },
-    "not_started": {"kernel": KernelState.NOT_STARTED, "cells": []},
+    "not_started": {"kernel": ProcessState.NOT_STARTED, "cells": []},
 }
 
 
@@ -102,11 +102,11 @@ class Command(BaseCommand):
             session=session,
             defaults={
                 "state": kernel_state,
-                "started_at": None if kernel_state == KernelState.NOT_STARTED else now,
-                "last_heartbeat_at": None if kernel_state == KernelState.NOT_STARTED else now,
-                "stopped_at": now if kernel_state == KernelState.STOPPED else None,
-                "exit_code": 137 if kernel_state == KernelState.STOPPED else None,
-                "exit_cause": "killed" if kernel_state == KernelState.STOPPED else "",
+                "started_at": None if kernel_state == ProcessState.NOT_STARTED else now,
+                "last_heartbeat_at": None if kernel_state == ProcessState.NOT_STARTED else now,
+                "stopped_at": now if kernel_state == ProcessState.STOPPED else None,
+                "exit_code": 137 if kernel_state == ProcessState.STOPPED else None,
+                "exit_cause": "killed" if kernel_state == ProcessState.STOPPED else "",
             },
         )
         session.cells.all().delete()

@@ -1,7 +1,7 @@
 """The one place where a session's kernel status is derived.
 
 The endpoint, the admin and any other reader annotate sessions with
-:func:`kernel_status_expression` (through ``Session.objects.with_status()``), so they all
+:func:`session_state_expression` (through ``Session.objects.with_state()``), so they all
 agree, and the derivation runs inside the same SQL query that loads the session.
 """
 
@@ -12,7 +12,7 @@ from datetime import datetime
 from django.db.models import Case, CharField, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 
-from kernel_status.choices import BUSY_CELL_STATES, KernelState, KernelStatus
+from kernel_status.choices import BUSY_CELL_STATES, ProcessState, SessionState
 from kernel_status.conf import conf
 
 
@@ -22,7 +22,7 @@ def kernel_alive_q(*, now: datetime | None = None) -> Q:
     Alive means: state ``running``, and, when a liveness window is set, heard from (last
     heartbeat, or start when no heartbeat came yet) within that window.
     """
-    alive = Q(kernel__state=KernelState.RUNNING)
+    alive = Q(kernel__state=ProcessState.RUNNING)
     window = conf.liveness_window
     if window is None:
         return alive
@@ -47,8 +47,8 @@ def busy_cells_exist() -> Exists:
     )
 
 
-def kernel_status_expression(*, now: datetime | None = None) -> Case:
-    """SQL expression giving a :class:`KernelStatus` value for each session row.
+def session_state_expression(*, now: datetime | None = None) -> Case:
+    """SQL expression giving a :class:`SessionState` value for each session row.
 
     - ``stopped``: the kernel is not alive (no process row, ``not_started``, ``stopped``,
       or silent past the liveness window);
@@ -59,10 +59,10 @@ def kernel_status_expression(*, now: datetime | None = None) -> Case:
         When(
             kernel_alive_q(now=now),
             then=Case(
-                When(busy_cells_exist(), then=Value(KernelStatus.RUNNING.value)),
-                default=Value(KernelStatus.IDLE.value),
+                When(busy_cells_exist(), then=Value(SessionState.RUNNING.value)),
+                default=Value(SessionState.IDLE.value),
             ),
         ),
-        default=Value(KernelStatus.STOPPED.value),
+        default=Value(SessionState.STOPPED.value),
         output_field=CharField(),
     )
