@@ -18,7 +18,7 @@ BIN6 := $(VENV_DJANGO6)/bin
 # The newest 6.x that the Django range in pyproject.toml allows.
 DJANGO6 ?= Django>=6,<7
 
-.PHONY: install demo test lint test-sqlite test-postgres test-django6 schema clients bench clean
+.PHONY: install demo test lint docs test-sqlite test-postgres test-django6 schema clients bench clean
 
 # Exits 0 when the server in the URL answers. It connects to the maintenance database, since
 # the URL's own database need not exist: pytest-django creates test_<name> itself.
@@ -52,12 +52,16 @@ demo: $(BIN)/.installed-demo
 	$(BIN)/python manage.py kernel_status_demo --base-url http://127.0.0.1:$(PORT)
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: install lint test-sqlite test-postgres test-django6
+test: install lint docs test-sqlite test-postgres test-django6
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# The documentation in docs/ (MyST Markdown), built as CI builds it: any warning fails.
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 test-sqlite: install
 	env -u DATABASE_URL $(BIN)/pytest
@@ -81,7 +85,7 @@ $(BIN6)/.installed: pyproject.toml
 
 # The suite with the newest Django 6 on Python 3.12: on SQLite, then on PostgreSQL when it
 # answers (as in test-postgres). Without Python 3.12 it is skipped with a notice, except under
-# CI=true. The slow tests (tests/test_packaging.py: build the package, install the wheel into a
+# CI=true. The slow tests (tests/integration/test_packaging.py: build the package, install the wheel into a
 # fresh venv) use nothing of this venv's Django; test-sqlite runs them, so they are left out here.
 ifeq ($(strip $(PYTHON312)),)
 test-django6:
@@ -123,4 +127,4 @@ clients: schema
 		--fail-on-warning --output-path clients/python
 
 clean:
-	rm -rf $(VENV) $(VENV_DJANGO6) db.sqlite3 build dist *.egg-info
+	rm -rf $(VENV) $(VENV_DJANGO6) db.sqlite3 build dist *.egg-info docs/_build

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -10,22 +10,10 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState
+from kernel_status import mirror
+from kernel_status.choices import AccessRole, ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
-
-STATUS_URL = "/api/kernel/status"
-
-
-class MakeSession(Protocol):
-    def __call__(
-        self,
-        session_id: str = ...,
-        *,
-        kernel: ProcessState | None = ...,
-        heartbeat_age: timedelta | None = ...,
-        cells: Iterable[tuple[str, bool]] = ...,
-        owner: User | None = ...,
-    ) -> Session: ...
+from tests.utils import SESSION_ID, MakeSession
 
 
 @pytest.fixture
@@ -102,14 +90,7 @@ def token_client(users: dict[str, User]) -> Callable[[str], APIClient]:
     return client_for
 
 
-def get_status(client: APIClient, session_id: str | None, **extra: Any) -> Any:
-    headers = {} if session_id is None else {"Marimo-Session-Id": session_id}
-    return client.get(STATUS_URL, headers=headers, **extra)
-
-
-def cells(*statuses: CellRuntimeState, stale: bool = False) -> list[tuple[str, bool]]:
-    return [(status, stale) for status in statuses]
-
-
-def moment(seconds_ago: float) -> datetime:
-    return timezone.now() - timedelta(seconds=seconds_ago)
+@pytest.fixture
+def session(users: dict[str, User]) -> Session:
+    """The session ``SESSION_ID``, registered through the write API, owned by ``owner``."""
+    return mirror.register_session(SESSION_ID, owner=users["owner"], notebook="nb.py")

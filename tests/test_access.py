@@ -19,7 +19,7 @@ from kernel_status.choices import AccessLevel
 from kernel_status.exceptions import SessionNotFound
 from kernel_status.models import Session
 from kernel_status.permissions import HasSessionEditAccess
-from tests.conftest import MakeSession, get_status
+from tests.utils import MakeSession, get_status
 
 
 class NotebookPrefixPolicy(AccessPolicy):

@@ -31,7 +31,7 @@ from kernel_status.admin import (
 )
 from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState, SessionState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
-from tests.conftest import MakeSession, cells
+from tests.utils import MakeSession, cells
 
 CHANGELIST_URL = "admin:kernel_status_session_changelist"
 CHANGE_URL = "admin:kernel_status_session_change"

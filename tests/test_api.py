@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.choices import ProcessState
 from kernel_status.models import CellStatus, Session, SessionAccess
-from tests.conftest import STATUS_URL, MakeSession, cells, get_status
+from tests.utils import STATUS_URL, MakeSession, cells, get_status
 
 NOT_FOUND = {"detail": "Session not found."}
 EDIT_REQUIRED = {"detail": "Edit access to this session is required."}

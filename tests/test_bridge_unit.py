@@ -33,8 +33,9 @@ from kernel_status.bridge import (
 )
 from kernel_status.choices import ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session
+from tests.utils import SESSION_ID, eventually
 
-SID = "bridge-s1"
+SID = SESSION_ID
 Step = Callable[[ServerConnection], None]
 
 
@@ -196,11 +197,6 @@ def make_bridge(url: str, **overrides: Any) -> MarimoBridge:
     return MarimoBridge(BridgeConfig(url=url, session_id=SID, **options))
 
 
-@pytest.fixture
-def session(users: dict[str, User]) -> Session:
-    return mirror.register_session(SID, owner=users["owner"], notebook="nb.py")
-
-
 class Running:
     def __init__(self) -> None:
         self.outcome: Outcome | None = None
@@ -230,13 +226,6 @@ def in_background(bridge: MarimoBridge) -> Iterator[Running]:
         assert not thread.is_alive(), "the bridge did not stop"
     if running.error is not None:
         raise running.error
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def state() -> str:

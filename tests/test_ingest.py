@@ -12,9 +12,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from kernel_status import mirror
 from kernel_status.models import CellStatus, KernelProcess, Session
-from tests.conftest import get_status
+from tests.utils import get_status
 
 EVENTS_URL = "/api/kernel/events"
 NOW = time.time()  # only for tests that do not depend on the liveness window
@@ -37,11 +36,6 @@ def cell_op(cell_id: str, status: str | None, t: Any, **extra: Any) -> dict[str,
             **extra,
         },
     }
-
-
-@pytest.fixture
-def session(users: dict[str, User]) -> Session:
-    return mirror.register_session("s1", owner=users["owner"], notebook="nb.py")
 
 
 @pytest.fixture

@@ -40,11 +40,6 @@ def recent_base() -> None:
     BASE = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
 
 
-@pytest.fixture
-def session(users: dict[str, User]) -> Session:
-    return mirror.register_session("s1", owner=users["owner"], notebook="nb.py")
-
-
 def cells_of(session: Session) -> dict[str, tuple[str, bool]]:
     return {c.cell_id: (c.status, c.stale) for c in CellStatus.objects.filter(session=session)}
 

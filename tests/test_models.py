@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection
 from django.utils import timezone
 
 from kernel_status.models import CellStatus, Session
-from tests.conftest import MakeSession
+from tests.utils import MakeSession
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.choices import ProcessState, SessionState
 from kernel_status.models import Session
-from tests.conftest import MakeSession, cells, get_status
+from tests.utils import MakeSession, cells, get_status
 
 IDLE_CELL_MIXES = {
     "no cells": [],

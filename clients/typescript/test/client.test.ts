@@ -1,7 +1,7 @@
 /**
  * The client against a live kernel_status server seeded with `kernel_status_demo`.
  *
- * tests/test_typescript_client.py runs this with pytest-django's live server. To run it by
+ * tests/integration/test_typescript_client.py runs this with pytest-django's live server. To run it by
  * hand against `make demo` (the demo project turns the liveness window off, so the states
  * hold however long ago it was seeded), from the repository root:
  *
@@ -34,7 +34,7 @@ function environment(): { baseUrl: string; demo: Demo } {
   if (!baseUrl || !demo) {
     throw new Error(
       "Set KERNEL_STATUS_BASE_URL (the server) and KERNEL_STATUS_DEMO (the output of " +
-        "`manage.py kernel_status_demo --json`). tests/test_typescript_client.py sets both.",
+        "`manage.py kernel_status_demo --json`). tests/integration/test_typescript_client.py sets both.",
     );
   }
   return { baseUrl, demo: JSON.parse(demo) as Demo };

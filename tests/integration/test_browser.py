@@ -27,7 +27,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,7 +43,7 @@ from playwright.sync_api import (
 from playwright.sync_api import Error as PlaywrightError
 
 from kernel_status.choices import CellRuntimeState, ProcessState
-from tests.conftest import MakeSession, cells
+from tests.utils import REPO, MakeSession, cells
 
 CHROMIUM = shutil.which("chromium")
 IN_CI = os.environ.get("CI") == "true"
@@ -64,7 +63,7 @@ pytestmark = [
     ),
 ]
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
 
 # Chromium as root in a container, and quiet: no sandbox (root), no GPU, and none of the
 # background traffic to Google's hosts (updates, sync, field trials) that it sends by default.

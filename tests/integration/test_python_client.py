@@ -31,6 +31,8 @@ from kernel_status_client.models import (
 )
 from pytest_django.live_server_helper import LiveServer
 
+from tests.utils import REPO
+
 # The clients test the HTTP contract, not the database: one pass of the suite is enough, so
 # the PostgreSQL pass (which sets DATABASE_URL) leaves them out.
 pytestmark = pytest.mark.skipif(
@@ -38,7 +40,7 @@ pytestmark = pytest.mark.skipif(
     reason="the generated clients are tested on the SQLite pass only",
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO
 SCHEMA = ROOT / "schema.yml"
 CONFIG = ROOT / "clients" / "openapi-python-client.yml"
 COMMITTED = ROOT / "clients" / "python"

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -25,7 +24,8 @@ import django
 import pytest
 from packaging.requirements import Requirement
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.utils import REPO, free_port
+
 PACKAGE = REPO / "kernel_status"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 DIST_NAME = f"kernel_status-{PROJECT['version']}"
@@ -246,13 +246,6 @@ def write_host_project(root: Path) -> None:
     (root / "host" / "urls.py").write_text(HOST_URLS)
     (root / "manage.py").write_text(MANAGE)
     (root / "seed.py").write_text(SEED.replace("SESSION_ID", repr(SESSION_ID)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def get(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:

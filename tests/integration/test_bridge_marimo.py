@@ -14,15 +14,13 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,7 @@ from kernel_status import mirror
 from kernel_status.bridge import BridgeConfig, MarimoBridge, Outcome
 from kernel_status.choices import ProcessState
 from kernel_status.models import KernelProcess
+from tests.utils import eventually, free_port
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -77,20 +76,6 @@ def require_marimo() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message} (CI=true requires these tests)")
     pytest.skip(message)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.05)
 
 
 @dataclass

@@ -13,12 +13,13 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 from django.core.management import call_command
 from pytest_django.live_server_helper import LiveServer
+
+from tests.utils import REPO
 
 # The clients test the HTTP contract, not the database: one pass of the suite is enough, so
 # the PostgreSQL pass (which sets DATABASE_URL) leaves them out.
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.skipif(
     reason="the generated clients are tested on the SQLite pass only",
 )
 
-CLIENT_DIR = Path(__file__).resolve().parent.parent / "clients" / "typescript"
+CLIENT_DIR = REPO / "clients" / "typescript"
 # Written after a successful `npm ci`: a digest of the package.json and package-lock.json that
 # node_modules was installed from.
 INSTALL_STAMP = CLIENT_DIR / "node_modules" / ".kernel-status-install.sha256"
