@@ -88,8 +88,7 @@ KernelEvent = CellNotification | KernelStarted | KernelHeartbeat | KernelStopped
 
 @dataclass(slots=True)
 class ApplyResult:
-    """What a batch did: events applied, events older than what was stored, unhandled ops."""
+    """What a batch did: events applied, and events older than what was stored."""
 
     applied: int = 0
     ignored_older: int = 0
-    ignored_ops: int = 0

@@ -60,3 +60,15 @@ class SessionNotFound(NotFound):
 
     default_detail = _("Session not found.")
     default_code = "session_not_found"
+
+
+class LengthRequired(APIException):
+    """A body sent without ``Content-Length`` (``Transfer-Encoding: chunked``).
+
+    Not every WSGI server passes a chunked body on (Django's runserver reads it as empty), so
+    it is refused rather than read as an empty batch.
+    """
+
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+    default_detail = _("A Content-Length header is required; chunked bodies are not accepted.")
+    default_code = "length_required"

@@ -1,76 +1,111 @@
-"""Turning an ingestion request body into write-API events, or saying exactly what is wrong."""
+"""The ingestion path of ``POST /api/kernel/events``, from request body to report.
+
+One owner for everything the body goes through: its length (411, 413), its JSON (400), the
+batch's wire shape and size (:class:`~kernel_status.serializers.KernelEventBatchSerializer`:
+400 naming each invalid item, 413), the write (404 for an unknown session) and the report.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
 
-from kernel_status.conf import conf
-from kernel_status.events import KernelEvent
-from kernel_status.exceptions import BatchTooLarge, InvalidEventBatch
-from kernel_status.serializers import EVENT_DATA_SERIALIZERS
+from kernel_status.events import ApplyResult
+from kernel_status.exceptions import (
+    BodyTooLarge,
+    InvalidEventBatch,
+    LengthRequired,
+    SessionNotFound,
+)
+from kernel_status.mirror import UnknownSession, apply_events
+from kernel_status.serializers import KernelEventBatchSerializer
+
+NOT_A_BATCH = 'The body must be a JSON object with an "events" list.'
 
 
-@dataclass
-class ParsedBatch:
-    events: list[KernelEvent]
-    ignored_ops: int
+class EventBatchParser(JSONParser):
+    """DRF's JSON parser, with a 400 for JSON nested too deeply for Python's json module.
+
+    ``json.loads`` recurses once per level and raises ``RecursionError`` (not ``ValueError``,
+    which DRF catches) about 1,000 levels down.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
 
 
-def parse_batch(body: Any) -> ParsedBatch:
-    """Validate the whole batch before anything is applied: all of it is valid, or none."""
-    if not isinstance(body, Mapping) or not isinstance(body.get("events"), list):
-        raise ParseError('The body must be a JSON object with an "events" list.')
-    items: list[Any] = body["events"]
-    limit = conf.KERNEL_STATUS_MAX_BATCH_SIZE
-    if len(items) > limit:
-        raise BatchTooLarge(
-            f"The batch has {len(items)} events; at most {limit} are accepted per request."
+def ingest(request: Request, session_id: str) -> ApplyResult:
+    """Apply the request's batch to the session, or raise the API error that says why not."""
+    check_length(request)
+    serializer = KernelEventBatchSerializer(
+        data=request.data, context={"received_at": timezone.now()}
+    )
+    if not serializer.is_valid():
+        raise _batch_error(serializer.errors)
+    try:
+        return apply_events(session_id, serializer.validated_data["events"])
+    except UnknownSession:
+        raise SessionNotFound() from None
+
+
+def check_length(request: Request) -> None:
+    """411 for a body without ``Content-Length``, 413 for one over Django's upload limit.
+
+    DRF reads the body as a stream, past Django's own check of ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+    """
+    meta = request.META
+    if not meta.get("CONTENT_LENGTH") and meta.get("HTTP_TRANSFER_ENCODING"):
+        raise LengthRequired()
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if limit is not None and length > limit:
+        raise BodyTooLarge(
+            f"The body has {length} bytes; at most {limit} are accepted "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE)."
         )
-    received_at = timezone.now()
-    events: list[KernelEvent] = []
-    ignored_ops = 0
-    errors: list[dict[str, object]] = []
-    for index, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            errors.append({"index": index, "field": "", "message": "Must be a JSON object."})
-            continue
-        op = item.get("op")
-        if not isinstance(op, str):
-            errors.append({"index": index, "field": "op", "message": "Must be a string."})
-            continue
-        if op not in EVENT_DATA_SERIALIZERS:
-            ignored_ops += 1
-            continue
-        data = item.get("data")
-        if not isinstance(data, Mapping):
-            errors.append({"index": index, "field": "data", "message": "Must be a JSON object."})
-            continue
-        serializer = EVENT_DATA_SERIALIZERS[op](data=data)
-        if not serializer.is_valid():
-            errors.extend(
-                {"index": index, "field": f"data.{path}", "message": message}
-                for path, message in _flatten(serializer.errors)
-            )
-            continue
-        events.append(serializer.to_event(received_at))
-    if errors:
-        raise InvalidEventBatch(errors)
-    return ParsedBatch(events, ignored_ops)
+
+
+def _batch_error(errors: Mapping[str, Any]) -> ParseError | InvalidEventBatch:
+    items = errors.get("events")
+    if not isinstance(items, Mapping):  # not a JSON object with an "events" list
+        return ParseError(NOT_A_BATCH)
+    return InvalidEventBatch(
+        [
+            {"index": index, "field": field, "message": message}
+            for index, item_errors in sorted(items.items())
+            for field, message in _flatten(item_errors)
+        ]
+    )
 
 
 def _flatten(errors: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """DRF's nested error dict as ("path", "message") pairs."""
+    """DRF's nested error dict as ("path", "message") pairs; errors of a whole object (DRF's
+    ``non_field_errors``) take the object's path."""
     if isinstance(errors, Mapping):
         return [
             pair
             for key, value in errors.items()
-            for pair in _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+            for pair in _flatten(value, _join(prefix, str(key)))
         ]
     if isinstance(errors, list):
         return [pair for value in errors for pair in _flatten(value, prefix)]
     return [(prefix, str(errors))]
+
+
+def _join(prefix: str, key: str) -> str:
+    if key == api_settings.NON_FIELD_ERRORS_KEY:
+        return prefix
+    return f"{prefix}.{key}" if prefix else key

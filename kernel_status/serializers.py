@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from django.db.models import TextChoices
-from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_serializer
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from kernel_status.choices import CellRuntimeState, SessionState
+from kernel_status.conf import conf
 from kernel_status.events import (
     EXIT_CAUSE_MAX_LENGTH,
     EXIT_CODE_MAX,
@@ -21,8 +23,9 @@ from kernel_status.events import (
     KernelStopped,
     from_epoch,
 )
+from kernel_status.exceptions import BatchTooLarge
 from kernel_status.models import Session
-from kernel_status.validators import CELL_ID_MAX_LENGTH, cell_id_problem
+from kernel_status.validators import cell_id_problem
 
 
 class PinnedEnumField(serializers.ChoiceField):
@@ -102,30 +105,56 @@ class EventDataSerializer(serializers.Serializer[Any]):
     """The ``data`` of one event op; turns itself into a write-API event."""
 
     def to_event(self, received_at: datetime) -> KernelEvent:
+        return self.build_event(self.validated_data, received_at)
+
+    def build_event(self, data: Mapping[str, Any], received_at: datetime) -> KernelEvent:
+        """The event of validated ``data``; ``received_at`` stands in for a missing timestamp."""
         raise NotImplementedError
 
-    def timestamp_or(self, received_at: datetime) -> datetime:
-        timestamp = self.validated_data.get("timestamp")
-        return received_at if timestamp is None else from_epoch(timestamp)
+
+def _timestamp_or(data: Mapping[str, Any], received_at: datetime) -> datetime:
+    timestamp = data.get("timestamp")
+    return received_at if timestamp is None else from_epoch(timestamp)
+
+
+class CellIdField(serializers.CharField):
+    """A cell id: the constraints of :func:`~kernel_status.validators.cell_id_problem`, which
+    the schema states as ``minLength``, ``maxLength`` and ``pattern``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        problem = cell_id_problem(data)
+        if problem is not None:
+            raise serializers.ValidationError(f"Cell id {problem}.")
+        return data
+
+
+class StrictCharField(serializers.CharField):
+    """JSON strings only: ``0`` or ``false`` is an error, not ``"0"``."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 @extend_schema_serializer(component_name="CellOpData")
 class CellOpDataSerializer(EventDataSerializer):
     """marimo's cell notification. Other keys (output, console, ...) are accepted and ignored."""
 
-    cell_id = serializers.CharField(max_length=CELL_ID_MAX_LENGTH, trim_whitespace=False)
+    cell_id = CellIdField()
     status = CellRuntimeStateField(required=False, allow_null=True)
     stale_inputs = StrictBooleanField(required=False, allow_null=True)
     timestamp = TimestampField()
 
-    def validate_cell_id(self, value: str) -> str:
-        problem = cell_id_problem(value)
-        if problem is not None:
-            raise serializers.ValidationError(f"Cell id {problem}.")
-        return value
-
     def to_event(self, received_at: datetime) -> CellNotification:
-        data = self.validated_data
+        return self.build_event(self.validated_data, received_at)
+
+    def build_event(self, data: Mapping[str, Any], received_at: datetime) -> CellNotification:
         return CellNotification(
             cell_id=data["cell_id"],
             timestamp=from_epoch(data["timestamp"]),
@@ -144,8 +173,8 @@ class KernelStartedDataSerializer(EventDataSerializer):
 
     timestamp = TimestampField()
 
-    def to_event(self, received_at: datetime) -> KernelStarted:
-        return KernelStarted(self.timestamp_or(received_at))
+    def build_event(self, data: Mapping[str, Any], received_at: datetime) -> KernelStarted:
+        return KernelStarted(_timestamp_or(data, received_at))
 
 
 @extend_schema_serializer(component_name="KernelHeartbeatData")
@@ -154,8 +183,8 @@ class KernelHeartbeatDataSerializer(EventDataSerializer):
 
     timestamp = TimestampField(required=False)
 
-    def to_event(self, received_at: datetime) -> KernelHeartbeat:
-        return KernelHeartbeat(self.timestamp_or(received_at))
+    def build_event(self, data: Mapping[str, Any], received_at: datetime) -> KernelHeartbeat:
+        return KernelHeartbeat(_timestamp_or(data, received_at))
 
 
 @extend_schema_serializer(component_name="KernelStoppedData")
@@ -166,57 +195,112 @@ class KernelStoppedDataSerializer(EventDataSerializer):
     exit_code = serializers.IntegerField(
         required=False, allow_null=True, min_value=EXIT_CODE_MIN, max_value=EXIT_CODE_MAX
     )
-    cause = serializers.CharField(
-        required=False, allow_blank=True, max_length=EXIT_CAUSE_MAX_LENGTH
+    cause = StrictCharField(
+        required=False, allow_blank=True, trim_whitespace=False, max_length=EXIT_CAUSE_MAX_LENGTH
     )
 
-    def to_event(self, received_at: datetime) -> KernelStopped:
-        data = self.validated_data
+    def build_event(self, data: Mapping[str, Any], received_at: datetime) -> KernelStopped:
         return KernelStopped(
-            self.timestamp_or(received_at),
+            _timestamp_or(data, received_at),
             exit_code=data.get("exit_code"),
             cause=data.get("cause", ""),
         )
 
 
-# The ops the ingestion endpoint mirrors; every other op is counted as ignored.
-EVENT_DATA_SERIALIZERS: dict[str, type[EventDataSerializer]] = {
-    "cell-op": CellOpDataSerializer,
-    "kernel-started": KernelStartedDataSerializer,
-    "kernel-heartbeat": KernelHeartbeatDataSerializer,
-    "kernel-stopped": KernelStoppedDataSerializer,
+# --- the wire shape of a batch: defined here once, for the parser and for the schema -----------
+
+
+class OpField(serializers.ChoiceField):
+    """The ``op`` of one kind of event: exactly one value, documented as an enum of one."""
+
+    def __init__(self, op: str, **kwargs: Any) -> None:
+        self.op = op
+        super().__init__(choices=[op], help_text=f'Always "{op}".', **kwargs)
+
+
+class EventSerializer(serializers.Serializer[Any]):
+    """One frame, ``{"op": ..., "data": {...}}``; other keys are ignored."""
+
+    def to_event(self, received_at: datetime) -> KernelEvent:
+        data: EventDataSerializer = self.fields["data"]  # type: ignore[assignment]
+        return data.build_event(self.validated_data["data"], received_at)
+
+
+def _event_serializer(op: str, data: type[EventDataSerializer]) -> type[EventSerializer]:
+    name = "".join(part.capitalize() for part in op.split("-")) + "Event"
+    cls = type(
+        f"{name}Serializer",
+        (EventSerializer,),
+        {"__doc__": f'An event with op "{op}".', "op": OpField(op), "data": data()},
+    )
+    return extend_schema_serializer(component_name=name)(cls)
+
+
+# Every op the endpoint takes, with its event; any other op is rejected.
+EVENT_SERIALIZERS: dict[str, type[EventSerializer]] = {
+    op: _event_serializer(op, data)
+    for op, data in {
+        "cell-op": CellOpDataSerializer,
+        "kernel-started": KernelStartedDataSerializer,
+        "kernel-heartbeat": KernelHeartbeatDataSerializer,
+        "kernel-stopped": KernelStoppedDataSerializer,
+    }.items()
 }
 
 
-def _event_serializer(op: str, data: type[EventDataSerializer]) -> type:
-    name = "".join(part.capitalize() for part in op.split("-")) + "Event"
-    return extend_schema_serializer(component_name=name)(
-        type(
-            f"{name}Serializer",
-            (serializers.Serializer,),
-            {
-                "__doc__": f'An event with op "{op}".',
-                "op": serializers.CharField(help_text=f'Always "{op}".'),
-                "data": data(),
-            },
-        )
-    )
+class KernelEventField(serializers.Field):  # type: ignore[type-arg]
+    """One item of ``events``, validated by the serializer of its ``op`` into a write-API event.
+
+    The schema documents it as a ``oneOf`` of the event components with a discriminator on
+    ``op`` (see :mod:`kernel_status.schema`). The moment of arrival, for events without a
+    timestamp, comes from the context's ``received_at``.
+    """
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "op": "Must be one of: {ops}.",
+    }
+
+    def to_internal_value(self, data: Any) -> KernelEvent:
+        if not isinstance(data, Mapping):
+            self.fail("not_object")
+        op = data.get("op")
+        serializer_class = EVENT_SERIALIZERS.get(op) if isinstance(op, str) else None
+        if serializer_class is None:
+            ops = ", ".join(f'"{op}"' for op in EVENT_SERIALIZERS)
+            raise serializers.ValidationError({"op": [self.error_messages["op"].format(ops=ops)]})
+        serializer = serializer_class(data=data)
+        if not serializer.is_valid():
+            raise serializers.ValidationError(serializer.errors)
+        event: KernelEvent = serializer.to_event(self.context["received_at"])
+        return event
+
+    def to_representation(self, value: Any) -> Any:
+        raise NotImplementedError("events are only read")
+
+
+class EventListField(serializers.ListField):
+    """The ``events`` list; more than ``KERNEL_STATUS_MAX_BATCH_SIZE`` is a 413, checked before
+    any item is validated."""
+
+    child = KernelEventField()
+
+    def to_internal_value(self, data: Any) -> list[Any]:
+        limit = conf.KERNEL_STATUS_MAX_BATCH_SIZE
+        if isinstance(data, list) and len(data) > limit:
+            raise BatchTooLarge(
+                f"The batch has {len(data)} events; at most {limit} are accepted per request."
+            )
+        return super().to_internal_value(data)
 
 
 @extend_schema_serializer(component_name="KernelEventBatch")
 class KernelEventBatchSerializer(serializers.Serializer[Any]):
     """Events of one session, in any order: timestamps decide."""
 
-    events = serializers.ListField(
-        child=PolymorphicProxySerializer(
-            component_name="KernelEvent",
-            serializers=[
-                _event_serializer(op, data) for op, data in EVENT_DATA_SERIALIZERS.items()
-            ],
-            resource_type_field_name="op",
-        ),
-        help_text="marimo frames and lifecycle reports. Frames with any other op are "
-        "accepted and counted in ignored_ops.",
+    events = EventListField(
+        help_text="marimo `cell-op` frames and lifecycle reports. At most "
+        "KERNEL_STATUS_MAX_BATCH_SIZE (default 1000) per request."
     )
 
 
@@ -227,9 +311,6 @@ class KernelEventBatchResultSerializer(serializers.Serializer[Any]):
     applied = serializers.IntegerField(read_only=True, help_text="Events written.")
     ignored_older = serializers.IntegerField(
         read_only=True, help_text="Events older than what was stored (or repeated)."
-    )
-    ignored_ops = serializers.IntegerField(
-        read_only=True, help_text="Frames whose op is not mirrored."
     )
 
 
@@ -242,7 +323,9 @@ class BatchItemErrorSerializer(serializers.Serializer[Any]):
 
 @extend_schema_serializer(component_name="KernelEventBatchError")
 class BatchErrorSerializer(ErrorSerializer):
-    """A rejected batch: nothing was applied."""
+    """A rejected request: nothing was applied. ``errors`` lists each invalid item, when the
+    items are what is wrong (not for a bad header or a body that is not a batch)."""
 
-    # A declared field, so it does not replace Serializer.errors at run time.
-    errors = BatchItemErrorSerializer(many=True, read_only=True, required=False)  # type: ignore[assignment]
+    # A declared field, so it does not replace Serializer.errors at run time. Not read-only:
+    # drf-spectacular would then mark it required, and it is sent only for invalid items.
+    errors = BatchItemErrorSerializer(many=True, required=False)  # type: ignore[assignment]

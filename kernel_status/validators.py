@@ -1,8 +1,9 @@
-"""Validation of session and cell ids, shared by the models, the header and the write API."""
+"""Validation of session and cell ids, shared by the models, the header, the write API and
+the schema (one pattern, so generated clients check exactly what the server checks)."""
 
 from __future__ import annotations
 
-import unicodedata
+import re
 
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
@@ -10,15 +11,30 @@ from django.utils.translation import gettext_lazy as _
 SESSION_ID_MAX_LENGTH = 128
 CELL_ID_MAX_LENGTH = 128
 
+# No control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F), and at least one
+# character that is not whitespace. Written in the subset of regular expressions that Python
+# and ECMA-262 (OpenAPI's dialect) read alike; the server matches it with re.fullmatch.
+_CONTROL = r"\x00-\x1f\x7f-\x9f"
+ID_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
+_ID_RE = re.compile(ID_PATTERN)
+_CONTROL_RE = re.compile(rf"[{_CONTROL}]")
+
+
+def id_schema(max_length: int) -> dict[str, object]:
+    """The OpenAPI schema of an id, the same constraints as :func:`_id_problem`."""
+    return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": ID_PATTERN}
+
 
 def _id_problem(value: str, max_length: int) -> str | None:
-    if not value.strip():
-        return str(_("is empty"))
-    if len(value) > max_length:
-        return str(_("is longer than %(max)d characters") % {"max": max_length})
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if _ID_RE.fullmatch(value) is not None:
+        return None if len(value) <= max_length else _too_long(max_length)
+    if _CONTROL_RE.search(value):
         return str(_("contains control characters"))
-    return None
+    return str(_("is empty"))
+
+
+def _too_long(max_length: int) -> str:
+    return str(_("is longer than %(max)d characters") % {"max": max_length})
 
 
 def session_id_problem(value: str) -> str | None:

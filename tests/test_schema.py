@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,17 @@ import yaml
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
+from kernel_status.serializers import EVENT_SERIALIZERS
+from kernel_status.validators import cell_id_problem, session_id_problem
+
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.yml"
+OPERATIONS = [("/api/kernel/status", "get"), ("/api/kernel/events", "post")]
+ID_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$",
+}
 
 
 @pytest.fixture(scope="module")
@@ -48,20 +59,76 @@ def test_operation_documents_header_and_every_response(schema: dict[str, Any]) -
         {
             "in": "header",
             "name": "Marimo-Session-Id",
-            "schema": {"type": "string"},
+            "schema": ID_SCHEMA,
             "description": operation["parameters"][0]["description"],
             "required": True,
         }
     ]
     responses = operation["responses"]
-    assert sorted(responses) == ["200", "400", "401", "403", "404", "405"]
+    assert sorted(responses) == ["200", "400", "401", "403", "404", "405", "503"]
     assert responses["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/KernelStatusResponse"
     }
-    for code in ["400", "401", "403", "404", "405"]:
+    for code in ["400", "401", "403", "404", "405", "503"]:
         assert responses[code]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/KernelStatusError"
         }
+
+
+@pytest.mark.parametrize(("path", "method"), OPERATIONS)
+def test_503_is_documented_with_retry_after(schema: dict[str, Any], path: str, method: str) -> None:
+    response = schema["paths"][path][method]["responses"]["503"]
+    assert response["headers"] == {
+        "Retry-After": {
+            "schema": {"type": "integer"},
+            "description": "Seconds to wait before retrying.",
+        }
+    }
+
+
+def test_every_event_pins_its_op_and_the_discriminator_maps_every_op(
+    schema: dict[str, Any],
+) -> None:
+    components = schema["components"]["schemas"]
+    union = components["KernelEvent"]
+    mapping = union["discriminator"]["mapping"]
+    assert union["discriminator"]["propertyName"] == "op"
+    assert sorted(mapping) == sorted(EVENT_SERIALIZERS)
+    assert sorted(ref["$ref"] for ref in union["oneOf"]) == sorted(mapping.values())
+    for op, ref in mapping.items():
+        event = components[ref.rsplit("/", 1)[1]]
+        assert event["required"] == ["data", "op"]
+        [enum_ref] = event["properties"]["op"]["allOf"]
+        assert components[enum_ref["$ref"].rsplit("/", 1)[1]]["enum"] == [op]
+
+
+def test_batch_errors_are_optional_in_400_bodies(schema: dict[str, Any]) -> None:
+    error = schema["components"]["schemas"]["KernelEventBatchError"]
+    assert error["required"] == ["detail"]
+    assert "errors" in error["properties"]
+
+
+def test_cell_ids_and_causes_are_constrained_as_the_server_does(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    assert components["CellOpData"]["properties"]["cell_id"] == ID_SCHEMA
+    assert components["KernelStoppedData"]["properties"]["cause"] == {
+        "type": "string",
+        "maxLength": 255,
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a", "sésame", " a ", "x" * 128, "", " ", "\u00a0\u3000", "a\x00", "a\n", "a\x85", "x" * 129],
+)
+def test_id_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
+    by_schema = (
+        ID_SCHEMA["minLength"] <= len(value) <= ID_SCHEMA["maxLength"]
+        # fullmatch: in ECMA-262, OpenAPI's dialect, "$" is the end of the input; in Python's
+        # re.search it may also stand before a final newline.
+        and re.fullmatch(ID_SCHEMA["pattern"], value) is not None
+    )
+    assert by_schema == (session_id_problem(value) is None) == (cell_id_problem(value) is None)
 
 
 def test_security_comes_from_authentication_classes(schema: dict[str, Any]) -> None:

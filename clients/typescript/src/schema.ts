@@ -15,7 +15,7 @@ export interface paths {
         put?: never;
         /**
          * Report kernel and cell events of one session
-         * @description For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle reports (`kernel-started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in one transaction. Events older than what is stored are ignored, so retries and out-of-order delivery are safe. Frames with other ops are accepted and counted. Requires the `kernel_status.report_kernel_events` permission; session edit access does not count. A rejected batch changes nothing.
+         * @description For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle reports (`kernel-started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in one transaction. Events older than what is stored are ignored, so retries and out-of-order delivery are safe. Frames with any other op are rejected: send only these four. Requires the `kernel_status.report_kernel_events` permission; session edit access does not count. A rejected batch changes nothing.
          */
         post: operations["kernel_events"];
         delete?: never;
@@ -62,9 +62,11 @@ export interface components {
              * @description Always "cell-op". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
-            op: "CellOpEvent";
+            op: "cell-op";
             data: components["schemas"]["CellOpData"];
         };
+        /** @enum {string} */
+        CellOpEventOpEnum: "cell-op";
         /**
          * @description A cell's latest execution status, with marimo's runtime state values.
          * @enum {string}
@@ -73,14 +75,17 @@ export interface components {
         KernelEvent: components["schemas"]["CellOpEvent"] | components["schemas"]["KernelStartedEvent"] | components["schemas"]["KernelHeartbeatEvent"] | components["schemas"]["KernelStoppedEvent"];
         /** @description Events of one session, in any order: timestamps decide. */
         KernelEventBatch: {
-            /** @description marimo frames and lifecycle reports. Frames with any other op are accepted and counted in ignored_ops. */
+            /** @description marimo `cell-op` frames and lifecycle reports. At most KERNEL_STATUS_MAX_BATCH_SIZE (default 1000) per request. */
             events: components["schemas"]["KernelEvent"][];
         };
-        /** @description A rejected batch: nothing was applied. */
+        /**
+         * @description A rejected request: nothing was applied. ``errors`` lists each invalid item, when the
+         *     items are what is wrong (not for a bad header or a body that is not a batch).
+         */
         KernelEventBatchError: {
             /** @description What went wrong, for a human. */
             readonly detail: string;
-            readonly errors: components["schemas"]["KernelEventBatchItemError"][];
+            errors?: components["schemas"]["KernelEventBatchItemError"][];
         };
         KernelEventBatchItemError: {
             /** @description Position in `events`. */
@@ -95,8 +100,6 @@ export interface components {
             readonly applied: number;
             /** @description Events older than what was stored (or repeated). */
             readonly ignored_older: number;
-            /** @description Frames whose op is not mirrored. */
-            readonly ignored_ops: number;
         };
         /** @description When the kernel was last seen alive (default: when the server received it). */
         KernelHeartbeatData: {
@@ -109,9 +112,11 @@ export interface components {
              * @description Always "kernel-heartbeat". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
-            op: "KernelHeartbeatEvent";
+            op: "kernel-heartbeat";
             data: components["schemas"]["KernelHeartbeatData"];
         };
+        /** @enum {string} */
+        KernelHeartbeatEventOpEnum: "kernel-heartbeat";
         /**
          * @description When the new kernel process started.
          *
@@ -128,9 +133,11 @@ export interface components {
              * @description Always "kernel-started". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
-            op: "KernelStartedEvent";
+            op: "kernel-started";
             data: components["schemas"]["KernelStartedData"];
         };
+        /** @enum {string} */
+        KernelStartedEventOpEnum: "kernel-started";
         /** @description Body of every error answer. */
         KernelStatusError: {
             /** @description What went wrong, for a human. */
@@ -159,9 +166,11 @@ export interface components {
              * @description Always "kernel-stopped". (enum property replaced by openapi-typescript)
              * @enum {string}
              */
-            op: "None";
+            op: "kernel-stopped";
             data: components["schemas"]["KernelStoppedData"];
         };
+        /** @enum {string} */
+        KernelStoppedEventOpEnum: "kernel-stopped";
     };
     responses: never;
     parameters: never;
@@ -175,7 +184,7 @@ export interface operations {
         parameters: {
             query?: never;
             header: {
-                /** @description Id of the notebook session (1 to 128 characters, no control characters). */
+                /** @description Id of the notebook session: 1 to 128 characters, not only whitespace, no control characters. UTF-8 on the wire. */
                 "Marimo-Session-Id": string;
             };
             path?: never;
@@ -196,7 +205,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelEventBatchResult"];
                 };
             };
-            /** @description Bad header, body that is not JSON, or invalid items (each listed in `errors`). Nothing was applied. */
+            /** @description Bad header, a body that is not JSON or not a batch, or invalid items (each listed in `errors`). Nothing was applied. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -241,6 +250,15 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
+            /** @description A body without Content-Length (Transfer-Encoding: chunked). */
+            411: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
             /** @description More events than KERNEL_STATUS_MAX_BATCH_SIZE, or a body larger than DATA_UPLOAD_MAX_MEMORY_SIZE. */
             413: {
                 headers: {
@@ -259,13 +277,24 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
+            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
         };
     };
     kernel_status: {
         parameters: {
             query?: never;
             header: {
-                /** @description Id of the notebook session (1 to 128 characters, no control characters). */
+                /** @description Id of the notebook session: 1 to 128 characters, not only whitespace, no control characters. UTF-8 on the wire. */
                 "Marimo-Session-Id": string;
             };
             path?: never;
@@ -282,7 +311,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusResponse"];
                 };
             };
-            /** @description Header missing, empty, too long or with control characters. */
+            /** @description Header missing, empty, too long, not UTF-8 or with control characters. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -327,6 +356,17 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
+            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
         };
     };
 }
@@ -338,9 +378,13 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
-export const cellOpEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEvent"]["op"]> = ["CellOpEvent"];
+export const cellOpEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEvent"]["op"]> = ["cell-op"];
+export const cellOpEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEventOpEnum"]> = ["cell-op"];
 export const cellRuntimeStateEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellRuntimeStateEnum"]> = ["idle", "queued", "running", "disabled-transitively"];
-export const kernelHeartbeatEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelHeartbeatEvent"]["op"]> = ["KernelHeartbeatEvent"];
-export const kernelStartedEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStartedEvent"]["op"]> = ["KernelStartedEvent"];
+export const kernelHeartbeatEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelHeartbeatEvent"]["op"]> = ["kernel-heartbeat"];
+export const kernelHeartbeatEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelHeartbeatEventOpEnum"]> = ["kernel-heartbeat"];
+export const kernelStartedEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStartedEvent"]["op"]> = ["kernel-started"];
+export const kernelStartedEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStartedEventOpEnum"]> = ["kernel-started"];
 export const kernelStatusStateEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStatusStateEnum"]> = ["idle", "running", "stopped"];
-export const kernelStoppedEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStoppedEvent"]["op"]> = ["None"];
+export const kernelStoppedEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStoppedEvent"]["op"]> = ["kernel-stopped"];
+export const kernelStoppedEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStoppedEventOpEnum"]> = ["kernel-stopped"];

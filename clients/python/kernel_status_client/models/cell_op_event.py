@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.cell_op_event_op_enum import CellOpEventOpEnum
+
 if TYPE_CHECKING:
     from ..models.cell_op_data import CellOpData
 
@@ -18,16 +20,16 @@ class CellOpEvent:
     """An event with op "cell-op".
 
     Attributes:
-        op (str): Always "cell-op".
+        op (CellOpEventOpEnum):
         data (CellOpData): marimo's cell notification. Other keys (output, console, ...) are accepted and ignored.
     """
 
-    op: str
+    op: CellOpEventOpEnum
     data: CellOpData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        op = self.op
+        op = self.op.value
 
         data = self.data.to_dict()
 
@@ -47,7 +49,7 @@ class CellOpEvent:
         from ..models.cell_op_data import CellOpData  # noqa: PLC0415
 
         d = dict(src_dict)
-        op = d.pop("op")
+        op = CellOpEventOpEnum(d.pop("op"))
 
         data = CellOpData.from_dict(d.pop("data"))
 

@@ -21,8 +21,8 @@ class KernelEventBatch:
     """Events of one session, in any order: timestamps decide.
 
     Attributes:
-        events (list[CellOpEvent | KernelHeartbeatEvent | KernelStartedEvent | KernelStoppedEvent]): marimo frames and
-            lifecycle reports. Frames with any other op are accepted and counted in ignored_ops.
+        events (list[CellOpEvent | KernelHeartbeatEvent | KernelStartedEvent | KernelStoppedEvent]): marimo `cell-op`
+            frames and lifecycle reports. At most KERNEL_STATUS_MAX_BATCH_SIZE (default 1000) per request.
     """
 
     events: list[CellOpEvent | KernelHeartbeatEvent | KernelStartedEvent | KernelStoppedEvent]

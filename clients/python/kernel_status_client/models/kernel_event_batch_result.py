@@ -16,12 +16,10 @@ class KernelEventBatchResult:
     Attributes:
         applied (int): Events written.
         ignored_older (int): Events older than what was stored (or repeated).
-        ignored_ops (int): Frames whose op is not mirrored.
     """
 
     applied: int
     ignored_older: int
-    ignored_ops: int
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -29,15 +27,12 @@ class KernelEventBatchResult:
 
         ignored_older = self.ignored_older
 
-        ignored_ops = self.ignored_ops
-
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
         field_dict.update(
             {
                 "applied": applied,
                 "ignored_older": ignored_older,
-                "ignored_ops": ignored_ops,
             }
         )
 
@@ -50,12 +45,9 @@ class KernelEventBatchResult:
 
         ignored_older = d.pop("ignored_older")
 
-        ignored_ops = d.pop("ignored_ops")
-
         kernel_event_batch_result = cls(
             applied=applied,
             ignored_older=ignored_older,
-            ignored_ops=ignored_ops,
         )
 
         kernel_event_batch_result.additional_properties = d

@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.kernel_heartbeat_event_op_enum import KernelHeartbeatEventOpEnum
+
 if TYPE_CHECKING:
     from ..models.kernel_heartbeat_data import KernelHeartbeatData
 
@@ -18,16 +20,16 @@ class KernelHeartbeatEvent:
     """An event with op "kernel-heartbeat".
 
     Attributes:
-        op (str): Always "kernel-heartbeat".
+        op (KernelHeartbeatEventOpEnum):
         data (KernelHeartbeatData): When the kernel was last seen alive (default: when the server received it).
     """
 
-    op: str
+    op: KernelHeartbeatEventOpEnum
     data: KernelHeartbeatData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        op = self.op
+        op = self.op.value
 
         data = self.data.to_dict()
 
@@ -47,7 +49,7 @@ class KernelHeartbeatEvent:
         from ..models.kernel_heartbeat_data import KernelHeartbeatData  # noqa: PLC0415
 
         d = dict(src_dict)
-        op = d.pop("op")
+        op = KernelHeartbeatEventOpEnum(d.pop("op"))
 
         data = KernelHeartbeatData.from_dict(d.pop("data"))
 

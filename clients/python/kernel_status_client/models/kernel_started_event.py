@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.kernel_started_event_op_enum import KernelStartedEventOpEnum
+
 if TYPE_CHECKING:
     from ..models.kernel_started_data import KernelStartedData
 
@@ -18,19 +20,19 @@ class KernelStartedEvent:
     """An event with op "kernel-started".
 
     Attributes:
-        op (str): Always "kernel-started".
+        op (KernelStartedEventOpEnum):
         data (KernelStartedData): When the new kernel process started.
 
             Required: a start stamped on arrival would be newer than the cell-ops sent with it, and
             would reset them to idle.
     """
 
-    op: str
+    op: KernelStartedEventOpEnum
     data: KernelStartedData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        op = self.op
+        op = self.op.value
 
         data = self.data.to_dict()
 
@@ -50,7 +52,7 @@ class KernelStartedEvent:
         from ..models.kernel_started_data import KernelStartedData  # noqa: PLC0415
 
         d = dict(src_dict)
-        op = d.pop("op")
+        op = KernelStartedEventOpEnum(d.pop("op"))
 
         data = KernelStartedData.from_dict(d.pop("data"))
 

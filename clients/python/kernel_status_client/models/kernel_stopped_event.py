@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
+from ..models.kernel_stopped_event_op_enum import KernelStoppedEventOpEnum
+
 if TYPE_CHECKING:
     from ..models.kernel_stopped_data import KernelStoppedData
 
@@ -18,16 +20,16 @@ class KernelStoppedEvent:
     """An event with op "kernel-stopped".
 
     Attributes:
-        op (str): Always "kernel-stopped".
+        op (KernelStoppedEventOpEnum):
         data (KernelStoppedData): When the kernel process exited (default: when the server received it), and why.
     """
 
-    op: str
+    op: KernelStoppedEventOpEnum
     data: KernelStoppedData
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        op = self.op
+        op = self.op.value
 
         data = self.data.to_dict()
 
@@ -47,7 +49,7 @@ class KernelStoppedEvent:
         from ..models.kernel_stopped_data import KernelStoppedData  # noqa: PLC0415
 
         d = dict(src_dict)
-        op = d.pop("op")
+        op = KernelStoppedEventOpEnum(d.pop("op"))
 
         data = KernelStoppedData.from_dict(d.pop("data"))
 

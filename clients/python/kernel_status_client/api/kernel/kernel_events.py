@@ -66,6 +66,11 @@ def _parse_response(
 
         return response_405
 
+    if response.status_code == 411:
+        response_411 = KernelStatusError.from_dict(response.json())
+
+        return response_411
+
     if response.status_code == 413:
         response_413 = KernelStatusError.from_dict(response.json())
 
@@ -75,6 +80,11 @@ def _parse_response(
         response_415 = KernelStatusError.from_dict(response.json())
 
         return response_415
+
+    if response.status_code == 503:
+        response_503 = KernelStatusError.from_dict(response.json())
+
+        return response_503
 
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
@@ -103,9 +113,9 @@ def sync_detailed(
 
      For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle reports (`kernel-
     started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in one transaction. Events older than
-    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with other ops are
-    accepted and counted. Requires the `kernel_status.report_kernel_events` permission; session edit
-    access does not count. A rejected batch changes nothing.
+    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with any other op
+    are rejected: send only these four. Requires the `kernel_status.report_kernel_events` permission;
+    session edit access does not count. A rejected batch changes nothing.
 
     Args:
         marimo_session_id (str):
@@ -141,9 +151,9 @@ def sync(
 
      For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle reports (`kernel-
     started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in one transaction. Events older than
-    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with other ops are
-    accepted and counted. Requires the `kernel_status.report_kernel_events` permission; session edit
-    access does not count. A rejected batch changes nothing.
+    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with any other op
+    are rejected: send only these four. Requires the `kernel_status.report_kernel_events` permission;
+    session edit access does not count. A rejected batch changes nothing.
 
     Args:
         marimo_session_id (str):
@@ -174,9 +184,9 @@ async def asyncio_detailed(
 
      For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle reports (`kernel-
     started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in one transaction. Events older than
-    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with other ops are
-    accepted and counted. Requires the `kernel_status.report_kernel_events` permission; session edit
-    access does not count. A rejected batch changes nothing.
+    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with any other op
+    are rejected: send only these four. Requires the `kernel_status.report_kernel_events` permission;
+    session edit access does not count. A rejected batch changes nothing.
 
     Args:
         marimo_session_id (str):
@@ -210,9 +220,9 @@ async def asyncio(
 
      For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle reports (`kernel-
     started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in one transaction. Events older than
-    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with other ops are
-    accepted and counted. Requires the `kernel_status.report_kernel_events` permission; session edit
-    access does not count. A rejected batch changes nothing.
+    what is stored are ignored, so retries and out-of-order delivery are safe. Frames with any other op
+    are rejected: send only these four. Requires the `kernel_status.report_kernel_events` permission;
+    session edit access does not count. A rejected batch changes nothing.
 
     Args:
         marimo_session_id (str):

@@ -59,6 +59,11 @@ def _parse_response(
 
         return response_405
 
+    if response.status_code == 503:
+        response_503 = KernelStatusError.from_dict(response.json())
+
+        return response_503
+
     if client.raise_on_unexpected_status:
         raise errors.UnexpectedStatus(response.status_code, response.content)
     else:

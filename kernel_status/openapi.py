@@ -1,0 +1,172 @@
+"""The OpenAPI documentation of the two endpoints: parameters, answers and examples.
+
+Kept apart from :mod:`kernel_status.views`, so that the views read as views; the
+drf-spectacular extensions for our own field types are in :mod:`kernel_status.schema`.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
+
+from kernel_status.headers import SESSION_ID_HEADER
+from kernel_status.serializers import (
+    BatchErrorSerializer,
+    ErrorSerializer,
+    KernelEventBatchResultSerializer,
+    KernelEventBatchSerializer,
+    KernelStatusResponseSerializer,
+)
+from kernel_status.validators import SESSION_ID_MAX_LENGTH, id_schema
+
+
+def _error(
+    example_name: str, description: str, detail: str, serializer: type = ErrorSerializer
+) -> OpenApiResponse:
+    return OpenApiResponse(
+        response=serializer,
+        description=description,
+        examples=[OpenApiExample(example_name, value={"detail": detail})],
+    )
+
+
+SESSION_ID_PARAMETER = OpenApiParameter(
+    SESSION_ID_HEADER,
+    id_schema(SESSION_ID_MAX_LENGTH),
+    OpenApiParameter.HEADER,
+    required=True,
+    description=f"Id of the notebook session: 1 to {SESSION_ID_MAX_LENGTH} characters, "
+    "not only whitespace, no control characters. UTF-8 on the wire.",
+)
+RETRY_AFTER_HEADER = OpenApiParameter(
+    "Retry-After",
+    int,
+    OpenApiParameter.HEADER,
+    description="Seconds to wait before retrying.",
+    response=[503],
+)
+
+NOT_AUTHENTICATED = _error(
+    "NotAuthenticated", "Not authenticated.", "Authentication credentials were not provided."
+)
+DATABASE_UNAVAILABLE = _error(
+    "DatabaseUnavailable",
+    "The database is busy, locked, slow past its statement timeout, or unreachable. Nothing "
+    "was applied; retry after `Retry-After` seconds.",
+    "The database is busy; retry shortly.",
+)
+BAD_HEADER_EXAMPLE = OpenApiExample(
+    "MissingHeader", value={"detail": f"The {SESSION_ID_HEADER} header is required."}
+)
+
+
+status_schema = extend_schema(
+    operation_id="kernel_status",
+    summary="Is this session's kernel busy?",
+    description=(
+        "Derived state of the kernel of the session named by the `Marimo-Session-Id` "
+        "header. Requires edit access to that session. Responses are never cached."
+    ),
+    tags=["kernel"],
+    parameters=[SESSION_ID_PARAMETER, RETRY_AFTER_HEADER],
+    responses={
+        200: OpenApiResponse(
+            response=KernelStatusResponseSerializer,
+            description="The kernel's state.",
+            examples=[OpenApiExample("Running", value={"state": "running"})],
+        ),
+        400: OpenApiResponse(
+            response=ErrorSerializer,
+            description="Header missing, empty, too long, not UTF-8 or with control characters.",
+            examples=[BAD_HEADER_EXAMPLE],
+        ),
+        401: NOT_AUTHENTICATED,
+        403: _error(
+            "EditAccessRequired",
+            "Authenticated, may view the session but not edit it.",
+            "Edit access to this session is required.",
+        ),
+        404: _error(
+            "SessionNotFound",
+            "No such session, or the caller has no access to it.",
+            "Session not found.",
+        ),
+        405: _error("MethodNotAllowed", "Method other than GET.", 'Method "POST" not allowed.'),
+        503: DATABASE_UNAVAILABLE,
+    },
+)
+
+
+events_schema = extend_schema(
+    operation_id="kernel_events",
+    summary="Report kernel and cell events of one session",
+    description=(
+        "For kernel hosts. Applies marimo `cell-op` frames (verbatim) and lifecycle "
+        "reports (`kernel-started`, `kernel-heartbeat`, `kernel-stopped`) to the mirror in "
+        "one transaction. Events older than what is stored are ignored, so retries and "
+        "out-of-order delivery are safe. Frames with any other op are rejected: send only "
+        "these four. Requires the `kernel_status.report_kernel_events` permission; session "
+        "edit access does not count. A rejected batch changes nothing."
+    ),
+    tags=["kernel"],
+    parameters=[SESSION_ID_PARAMETER, RETRY_AFTER_HEADER],
+    request=KernelEventBatchSerializer,
+    responses={
+        200: OpenApiResponse(
+            response=KernelEventBatchResultSerializer,
+            description="The batch was applied.",
+            examples=[OpenApiExample("Applied", value={"applied": 3, "ignored_older": 1})],
+        ),
+        400: OpenApiResponse(
+            response=BatchErrorSerializer,
+            description="Bad header, a body that is not JSON or not a batch, or invalid items "
+            "(each listed in `errors`). Nothing was applied.",
+            examples=[
+                OpenApiExample(
+                    "InvalidItem",
+                    value={
+                        "detail": 'Invalid event batch: events[0].data.status: "done" is '
+                        "not a valid choice.",
+                        "errors": [
+                            {
+                                "index": 0,
+                                "field": "data.status",
+                                "message": '"done" is not a valid choice.',
+                            }
+                        ],
+                    },
+                ),
+                BAD_HEADER_EXAMPLE,
+            ],
+        ),
+        401: NOT_AUTHENTICATED,
+        403: _error(
+            "MissingPermission",
+            "Authenticated without the report_kernel_events permission.",
+            "The kernel_status.report_kernel_events permission is required.",
+        ),
+        404: _error("SessionNotFound", "No session has this id.", "Session not found."),
+        405: _error("MethodNotAllowed", "Method other than POST.", 'Method "GET" not allowed.'),
+        411: _error(
+            "LengthRequired",
+            "A body without Content-Length (Transfer-Encoding: chunked).",
+            "A Content-Length header is required; chunked bodies are not accepted.",
+        ),
+        413: _error(
+            "BatchTooLarge",
+            "More events than KERNEL_STATUS_MAX_BATCH_SIZE, or a body larger than "
+            "DATA_UPLOAD_MAX_MEMORY_SIZE.",
+            "The batch has 1001 events; at most 1000 are accepted per request.",
+        ),
+        415: _error(
+            "UnsupportedMediaType",
+            "The body is not JSON.",
+            'Unsupported media type "text/plain" in request.',
+        ),
+        503: DATABASE_UNAVAILABLE,
+    },
+)
