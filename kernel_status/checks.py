@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils import timezone
@@ -22,6 +23,39 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_max_batch_size(),
         *_check_use_tz(),
         *check_sqlite_transaction_mode(settings.DATABASES),
+        *_check_token_authentication(),
+    ]
+
+
+def _check_token_authentication() -> list[CheckMessage]:
+    """DRF's TokenAuthentication without its app answers every token request with a 500
+    (``Token has no attribute objects``); say so at startup instead."""
+    from rest_framework.authentication import TokenAuthentication
+    from rest_framework.settings import api_settings
+
+    if apps.is_installed("rest_framework.authtoken"):
+        return []
+    try:
+        classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+    except ImportError:  # DRF reports a bad path itself, on the first request
+        return []
+    needing_app = [
+        f"{cls.__module__}.{cls.__qualname__}"
+        for cls in classes
+        if isinstance(cls, type)
+        and issubclass(cls, TokenAuthentication)
+        and cls.model is None  # the default: rest_framework.authtoken's Token
+    ]
+    if not needing_app:
+        return []
+    return [
+        Error(
+            f"{', '.join(needing_app)} is in REST_FRAMEWORK['DEFAULT_AUTHENTICATION_CLASSES'], "
+            "but 'rest_framework.authtoken' is not in INSTALLED_APPS: every request with a "
+            "token would fail with a server error.",
+            hint="Add 'rest_framework.authtoken' to INSTALLED_APPS and run migrate.",
+            id="kernel_status.E007",
+        )
     ]
 
 

@@ -6,7 +6,9 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import override_settings
+from rest_framework.authentication import TokenAuthentication
 
 from kernel_status.checks import check_settings, check_sqlite_transaction_mode
 
@@ -85,3 +87,41 @@ def test_sqlite_without_immediate_transactions_is_w001() -> None:
     }
     warnings = check_sqlite_transaction_mode(databases)
     assert [(w.id, "'extra'" in w.msg) for w in warnings] == [("kernel_status.W001", True)]
+
+
+WITHOUT_AUTHTOKEN = [app for app in settings.INSTALLED_APPS if app != "rest_framework.authtoken"]
+TOKEN = "rest_framework.authentication.TokenAuthentication"
+SESSION = "rest_framework.authentication.SessionAuthentication"
+
+
+class ProjectToken(TokenAuthentication):
+    """A subclass that keeps DRF's Token model, so it needs the authtoken app too."""
+
+
+class OwnModelToken(TokenAuthentication):
+    """A subclass with a token model of its own: it does not need the authtoken app."""
+
+    model = User
+
+
+@pytest.mark.parametrize("classes", [[TOKEN, SESSION], [SESSION, TOKEN], [f"{__name__}.ProjectToken"]])
+def test_token_authentication_without_the_authtoken_app_is_e007(classes: list[str]) -> None:
+    rest_framework = {**settings.REST_FRAMEWORK, "DEFAULT_AUTHENTICATION_CLASSES": classes}
+    with override_settings(INSTALLED_APPS=WITHOUT_AUTHTOKEN, REST_FRAMEWORK=rest_framework):
+        messages = [m for m in check_settings() if m.id == "kernel_status.E007"]
+        assert check_ids() == ["kernel_status.E007"]
+    assert "rest_framework.authtoken" in messages[0].msg
+    assert messages[0].hint == "Add 'rest_framework.authtoken' to INSTALLED_APPS and run migrate."
+
+
+@pytest.mark.parametrize("classes", [[SESSION], [f"{__name__}.OwnModelToken", SESSION]])
+def test_no_e007_without_drfs_token_model(classes: list[str]) -> None:
+    rest_framework = {**settings.REST_FRAMEWORK, "DEFAULT_AUTHENTICATION_CLASSES": classes}
+    with override_settings(INSTALLED_APPS=WITHOUT_AUTHTOKEN, REST_FRAMEWORK=rest_framework):
+        assert check_ids() == []
+
+
+def test_no_e007_when_the_authtoken_app_is_installed() -> None:
+    assert TOKEN in settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
+    assert "rest_framework.authtoken" in settings.INSTALLED_APPS
+    assert check_ids() == []

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import re
 import shlex
+import sys
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
+from tests.utils import get_status
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +39,7 @@ def test_json_output_and_idempotence() -> None:
     assert first == second  # same tokens and ids: earlier curl lines keep working
     assert row_counts() == counts
     assert set(first) == {"users", "sessions"}
-    assert set(first["users"]) == {"owner", "editor", "viewer", "stranger"}
+    assert set(first["users"]) == {"owner", "editor", "viewer", "stranger", "reporter"}
     assert set(first["sessions"]) == {"idle", "running", "stopped", "not_started"}
 
 
@@ -67,15 +70,40 @@ def test_printed_curl_lines_answer_as_printed() -> None:
             continue
         argv = shlex.split(command)
         assert argv[:3] == ["curl", "-s", "-i"]
-        headers = dict(argv[i + 1].split(": ", 1) for i, arg in enumerate(argv) if arg == "-H")
+        pairs = list(zip(argv[3:-1:2], argv[4:-1:2], strict=True))
+        assert {option for option, _ in pairs} <= {"-H", "-X", "-d"}, command
+        options = dict(pairs)
+        headers = dict(value.split(": ", 1) for option, value in pairs if option == "-H")
         url = argv[-1].removeprefix("http://127.0.0.1:8000")
-        response = APIClient().get(url, headers=headers)
+        response = APIClient().generic(
+            options.get("-X", "GET"),
+            url,
+            options.get("-d", ""),
+            content_type=headers.pop("Content-Type", "application/octet-stream"),
+            headers=headers,
+        )
         assert response.status_code == int(expectation[1]), command
         body = re.search(r"(\{.*\})", expectation[2])
         if body:
             assert response.json() == json.loads(body[1]), command
         checked += 1
-    assert checked == 9
+    # Each state, five errors, the reporter's POST and its effect on the running session.
+    assert checked == 11
+    assert Session.objects.with_state().get(session_id="demo-running").state == "idle"
+
+
+def test_the_reporter_may_post_events_and_sees_no_session() -> None:
+    seeded = json.loads(run_demo("--json"))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {seeded['users']['reporter']}")
+    assert get_status(client, "demo-running").status_code == 404
+
+
+def test_the_json_hint_names_this_interpreter() -> None:
+    hint = run_demo().splitlines()[-1]
+    command = shlex.split(hint.removeprefix("Tokens as JSON: "))
+    assert command[1:] == ["manage.py", "kernel_status_demo", "--json"]
+    assert os.path.samefile(command[0], sys.executable)
 
 
 def test_base_url_option_is_used() -> None:

@@ -7,10 +7,14 @@ users' tokens, so curl lines printed earlier keep working.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import sys
 from argparse import ArgumentParser
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -19,7 +23,9 @@ from rest_framework.authtoken.models import Token
 from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
-USERS = ["owner", "editor", "viewer", "stranger"]
+USERS = ["owner", "editor", "viewer", "stranger", "reporter"]
+# A kernel host's service account: it may post events, and has no access to any session.
+REPORTER = "reporter"
 OPERATOR = "admin"
 # Cells per session, as (cell id, status, stale).
 SESSIONS: dict[str, dict[str, Any]] = {
@@ -60,11 +66,14 @@ class Command(BaseCommand):
         with transaction.atomic():
             self.seed_operator()
             tokens = {name: self.seed_user(name) for name in USERS}
+            self.seed_reporter()
             session_ids = {situation: self.seed_session(situation) for situation in SESSIONS}
+        # The POST line's cell notifications must be newer than the seeded ones to apply.
+        report_at = round(timezone.now().timestamp() + 1, 3)
         if options["json"]:
             self.stdout.write(json.dumps({"users": tokens, "sessions": session_ids}, indent=2))
             return
-        self.print_curl_lines(options["base_url"].rstrip("/"), tokens, session_ids)
+        self.print_curl_lines(options["base_url"].rstrip("/"), tokens, session_ids, report_at)
 
     def seed_user(self, username: str) -> str:
         user_model = get_user_model()
@@ -75,6 +84,15 @@ class Command(BaseCommand):
             user.save(update_fields=["password"])
         token, _ = Token.objects.get_or_create(user=user)
         return str(token.key)
+
+    def seed_reporter(self) -> None:
+        user_model = get_user_model()
+        reporter = user_model._default_manager.get(**{user_model.USERNAME_FIELD: REPORTER})
+        reporter.user_permissions.add(
+            Permission.objects.get(
+                content_type__app_label="kernel_status", codename="report_kernel_events"
+            )
+        )
 
     def seed_operator(self) -> None:
         """A superuser to browse the admin with (demo only: password "admin")."""
@@ -124,7 +142,7 @@ class Command(BaseCommand):
         return session_id
 
     def print_curl_lines(
-        self, base_url: str, tokens: dict[str, str], session_ids: dict[str, str]
+        self, base_url: str, tokens: dict[str, str], session_ids: dict[str, str], report_at: float
     ) -> None:
         url = f"{base_url}/api/kernel/status"
 
@@ -153,7 +171,42 @@ class Command(BaseCommand):
             self.stdout.write(f"  # expect {comment}")
             self.stdout.write(f"  {line}")
         self.stdout.write("")
+        self.stdout.write(
+            f"As the {REPORTER} (a kernel host's account with kernel_status.report_kernel_events),"
+            " report that the running session's busy cells finished (it applies once: sent again,"
+            " the same events are already stored and apply 0):"
+        )
+        batch = {
+            "events": [
+                {
+                    "op": "cell-op",
+                    "data": {"cell_id": cell_id, "status": "idle", "timestamp": report_at},
+                }
+                for cell_id in ["train", "report"]
+            ]
+        }
+        self.stdout.write('  # expect 200 {"applied": 2, "ignored_older": 0, "ignored_ops": 0}')
+        self.stdout.write(
+            f"  curl -s -i -X POST -H 'Authorization: Token {tokens[REPORTER]}'"
+            f" -H 'Marimo-Session-Id: {running}' -H 'Content-Type: application/json'"
+            f" -d {shlex.quote(json.dumps(batch, separators=(',', ':')))}"
+            f" {base_url}/api/kernel/events"
+        )
+        self.stdout.write('  # expect 200 {"state": "idle"}')
+        self.stdout.write(f"  {curl(tokens['editor'], running)}")
+        self.stdout.write("")
         self.stdout.write(f"Admin: {base_url}/admin/ (user {OPERATOR}, password {OPERATOR})")
         self.stdout.write(f"API docs: {base_url}/api/docs/  Schema: {base_url}/api/schema/")
         self.stdout.write("")
-        self.stdout.write("Tokens as JSON: python manage.py kernel_status_demo --json")
+        self.stdout.write(f"Tokens as JSON: {python_command()} manage.py kernel_status_demo --json")
+
+
+def python_command() -> str:
+    """This interpreter, as a shell can run it from the current directory: a venv's python
+    by its path (``.venv/bin/python``), since a bare ``python`` may lack Django."""
+    path = os.path.relpath(sys.executable)
+    if path.startswith(os.pardir) or os.path.isabs(path):
+        path = sys.executable
+    elif os.sep not in path:
+        path = os.path.join(os.curdir, path)
+    return shlex.quote(path)
