@@ -36,7 +36,8 @@ def _check_token_authentication() -> list[CheckMessage]:
     if apps.is_installed("rest_framework.authtoken"):
         return []
     try:
-        classes = api_settings.DEFAULT_AUTHENTICATION_CLASSES
+        # Classes once DRF has imported them (the stubs say strings).
+        classes: list[object] = list(api_settings.DEFAULT_AUTHENTICATION_CLASSES)
     except ImportError:  # DRF reports a bad path itself, on the first request
         return []
     needing_app = [

@@ -104,7 +104,9 @@ class OwnModelToken(TokenAuthentication):
     model = User
 
 
-@pytest.mark.parametrize("classes", [[TOKEN, SESSION], [SESSION, TOKEN], [f"{__name__}.ProjectToken"]])
+@pytest.mark.parametrize(
+    "classes", [[TOKEN, SESSION], [SESSION, TOKEN], [f"{__name__}.ProjectToken"]]
+)
 def test_token_authentication_without_the_authtoken_app_is_e007(classes: list[str]) -> None:
     rest_framework = {**settings.REST_FRAMEWORK, "DEFAULT_AUTHENTICATION_CLASSES": classes}
     with override_settings(INSTALLED_APPS=WITHOUT_AUTHTOKEN, REST_FRAMEWORK=rest_framework):
