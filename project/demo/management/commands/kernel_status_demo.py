@@ -185,7 +185,7 @@ class Command(BaseCommand):
                 for cell_id in ["train", "report"]
             ]
         }
-        self.stdout.write('  # expect 200 {"applied": 2, "ignored_older": 0, "ignored_ops": 0}')
+        self.stdout.write('  # expect 200 {"applied": 2, "ignored_older": 0}')
         self.stdout.write(
             f"  curl -s -i -X POST -H 'Authorization: Token {tokens[REPORTER]}'"
             f" -H 'Marimo-Session-Id: {running}' -H 'Content-Type: application/json'"
