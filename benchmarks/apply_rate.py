@@ -81,7 +81,7 @@ def apply_with_orm_loop(session: Session, batch: list[CellNotification]) -> None
 def rate(
     apply: Callable[[Session, list[CellNotification]], None], session: Session, size: int
 ) -> float:
-    batches = make_batches(size, timezone.now() + timedelta(days=len(session.session_id)))
+    batches = make_batches(size, timezone.now() - timedelta(days=len(session.session_id)))
     started = time.perf_counter()
     for batch in batches:
         apply(session, batch)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import django
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
@@ -18,7 +18,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
+from kernel_status import mirror
 from kernel_status.choices import SessionState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
@@ -159,6 +161,7 @@ class SessionAdmin(ModelAdmin):
     fields = readonly_fields
     inlines = [KernelProcessInline, CellStatusInline, ExistingGrantInline, NewGrantInline]
     ordering = ["-created_at"]
+    actions = ["reset_mirror"]
 
     class Media:
         css = {"all": ["kernel_status/admin.css"]}
@@ -175,6 +178,26 @@ class SessionAdmin(ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Session | None = None) -> bool:
         return False  # the platform closes sessions; deleting here would desync the mirror
+
+    @admin.action(
+        description=_("Reset mirror (stopped until the next kernel start)"),
+        permissions=["change"],
+    )
+    def reset_mirror(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        """For a mirror stuck by events the write API cannot undo: forget its kernel and
+        cells (see :func:`kernel_status.mirror.reset_session`)."""
+        ids = list(queryset.values_list("session_id", flat=True))
+        done = [session_id for session_id in ids if mirror.reset_session(session_id)]
+        self.message_user(
+            request,
+            ngettext(
+                "Reset the mirror of %(count)d session.",
+                "Reset the mirror of %(count)d sessions.",
+                len(done),
+            )
+            % {"count": len(done)},
+            messages.SUCCESS,
+        )
 
     @admin.display(description=_("kernel state"), ordering="kernel__state")
     def kernel_state(self, session: Session) -> str:

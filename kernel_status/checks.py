@@ -22,6 +22,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_access_policy(),
         *_check_max_batch_size(),
         *_check_use_tz(),
+        *_check_max_clock_skew(),
         *check_sqlite_transaction_mode(settings.DATABASES),
         *_check_token_authentication(),
     ]
@@ -123,6 +124,32 @@ def _check_liveness_window() -> list[CheckMessage]:
                 f"KERNEL_STATUS_LIVENESS_WINDOW must be positive and finite; got {value!r}.",
                 hint="Set it to None to turn the liveness window off.",
                 id="kernel_status.E002",
+            )
+        ]
+    return []
+
+
+def _check_max_clock_skew() -> list[CheckMessage]:
+    value = conf.KERNEL_STATUS_MAX_CLOCK_SKEW
+    if value is None:
+        return []
+    usable = not isinstance(value, bool) and isinstance(value, int | float | timedelta)
+    if usable:
+        try:
+            skew = conf.max_clock_skew  # the conversion the write API uses
+            usable = skew is not None and skew >= timedelta(0)
+            if skew is not None and usable:
+                timezone.now() + skew  # the write API's horizon: within datetime's range?
+        except (OverflowError, ValueError):  # NaN, infinite, or beyond what datetimes reach
+            usable = False
+    if not usable:
+        return [
+            Error(
+                "KERNEL_STATUS_MAX_CLOCK_SKEW must be a non-negative, finite number of "
+                f"seconds or timedelta, or None; got {value!r}.",
+                hint="Set it to None to accept timestamps however far ahead (not advised: "
+                "one event stamped years ahead pins its session).",
+                id="kernel_status.E008",
             )
         ]
     return []

@@ -23,7 +23,7 @@ class CellRuntimeState(models.TextChoices):
     DISABLED_TRANSITIVELY = "disabled-transitively", _("disabled transitively")
 
 
-# A cell in one of these states (and not stale) makes its kernel busy.
+# A cell in one of these states makes its kernel busy, whatever its stale flag (as marimo).
 BUSY_CELL_STATES: tuple[str, ...] = (CellRuntimeState.QUEUED, CellRuntimeState.RUNNING)
 
 

@@ -14,6 +14,7 @@ from django.conf import settings
 DEFAULT_LIVENESS_WINDOW = timedelta(seconds=60)
 DEFAULT_ACCESS_POLICY = "kernel_status.access.DefaultAccessPolicy"
 DEFAULT_MAX_BATCH_SIZE = 1000
+DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
 
 
 class Settings:
@@ -39,6 +40,19 @@ class Settings:
     def KERNEL_STATUS_MAX_BATCH_SIZE(self) -> int:
         """Most events one ingestion request may carry; more get 413."""
         return getattr(settings, "KERNEL_STATUS_MAX_BATCH_SIZE", DEFAULT_MAX_BATCH_SIZE)
+
+    @property
+    def KERNEL_STATUS_MAX_CLOCK_SKEW(self) -> Any:
+        """Raw setting: seconds (int or float), a ``timedelta``, or ``None`` to turn it off."""
+        return getattr(settings, "KERNEL_STATUS_MAX_CLOCK_SKEW", DEFAULT_MAX_CLOCK_SKEW)
+
+    @property
+    def max_clock_skew(self) -> timedelta | None:
+        """How far ahead of the server clock an event's timestamp may be."""
+        value = self.KERNEL_STATUS_MAX_CLOCK_SKEW
+        if value is None or isinstance(value, timedelta):
+            return value
+        return timedelta(seconds=value)
 
 
 conf = Settings()

@@ -6,10 +6,14 @@ themselves when they are made (``ValueError``), so a bad one never reaches the d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from django.utils import timezone
+
 from kernel_status.choices import CellRuntimeState
+from kernel_status.conf import conf
 from kernel_status.validators import cell_id_problem
 
 # Column limits of KernelProcess.exit_code (a 32-bit integer) and exit_cause.
@@ -84,6 +88,36 @@ class KernelStopped:
 
 
 KernelEvent = CellNotification | KernelStarted | KernelHeartbeat | KernelStopped
+
+
+class ClockSkewError(ValueError):
+    """An event is stamped further ahead of the server clock than
+    ``KERNEL_STATUS_MAX_CLOCK_SKEW`` allows. Nothing of its batch was written."""
+
+    def __init__(self, index: int, timestamp: datetime, horizon: datetime) -> None:
+        super().__init__(
+            f"event {index} is stamped {timestamp.isoformat()}, later than "
+            f"{horizon.isoformat()} (the server clock plus KERNEL_STATUS_MAX_CLOCK_SKEW)"
+        )
+        self.index = index
+        self.timestamp = timestamp
+        self.horizon = horizon
+
+
+def clock_horizon() -> datetime | None:
+    """The latest timestamp accepted now, or ``None`` when the clock guard is off."""
+    skew = conf.max_clock_skew
+    return None if skew is None else timezone.now() + skew
+
+
+def check_clock_skew(events: Sequence[KernelEvent]) -> None:
+    """Raise :class:`ClockSkewError` for the first event stamped too far ahead."""
+    horizon = clock_horizon()
+    if horizon is None:
+        return
+    for index, event in enumerate(events):
+        if event.timestamp > horizon:
+            raise ClockSkewError(index, event.timestamp, horizon)
 
 
 @dataclass(slots=True)

@@ -2,25 +2,47 @@
 
 Every write to a session runs in one transaction that first locks the session's row, so
 writers of the same session queue up instead of racing: no IntegrityError, no deadlock (one
-lock, always taken first), and the newest event always wins. A batch costs at most six
-queries whatever its size.
+lock, always taken first). A batch costs at most six queries whatever its size.
 
-Ordering rules, applied per event by timestamp:
+**The invariant.** For any set of notifications of one session, split into batches in any
+way, with the batches sent in any order and any of them sent again, the final mirror equals
+the result of applying every notification once, one at a time, in timestamp order. A
+``None`` status or ``stale_inputs`` keeps the previous value *of that field only*. Kernel
+starts, stops and heartbeats follow their rules: a start resets the cells, and cell
+notifications older than the last start are ignored.
 
-- a cell notification applies when it is newer than the cell's stored notification and
-  not older than the kernel's last start; ``None`` status or stale_inputs keeps the stored
-  value (marimo's merge);
-- ``started`` and ``stopped`` apply when newer than the kernel's last start or stop;
-  ``started`` resets every cell to idle, and cell notifications older than it are ignored;
-- a heartbeat applies to a running kernel, when newer than its last heartbeat.
+Ordering is decided per field, never per cell (see :mod:`kernel_status.ordering`): a cell's
+status and its stale flag each keep the timestamp of the notification that set them
+(``status_at``, ``stale_at``), and a notification sets a field only when it is newer than
+that field's own timestamp. A status-less notification (console output) therefore never hides
+an older status that arrives later. ``notified_at`` is the newest notification seen, for
+display only.
 
-Equal timestamps count as already applied, so applying the same batch twice changes nothing.
+- a cell notification is ignored when older than the kernel's last start;
+- ``started`` applies when newer than the last start: it resets every cell whose fields were
+  set before it (status ``idle``, not stale, field timestamps cleared, so a notification
+  with the start's own timestamp still applies), and clears a stop and exit report older
+  than it. A start older than a stop leaves the kernel stopped;
+- ``stopped`` applies to the current process (not older than its last start): the newest
+  stop gives ``stopped_at``; exit code and cause are ordered like cell fields;
+- a heartbeat of the current process (not older than its start) moves
+  ``last_heartbeat_at`` forward. It never revives a stopped kernel.
+
+**Equal timestamps.** Two notifications of one field with the same timestamp (microsecond
+resolution) are decided by a fixed rank of their values, so the result does not depend on
+which arrived first: for a status the value that ends a run wins (``queued`` < ``running``
+< ``disabled-transitively`` < ``idle``), for a stale flag ``False`` wins. At equal
+timestamps a stop wins over a start. Sending the same notification again changes nothing.
+
+**Clock guard.** A timestamp further ahead of the server clock than
+``KERNEL_STATUS_MAX_CLOCK_SKEW`` (default 300 s) is refused with :class:`ClockSkewError`
+before anything is written; one event stamped years ahead would otherwise pin the session.
+:func:`reset_session` clears a session's mirror that is stuck for any other reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -29,21 +51,26 @@ from django.utils import timezone
 
 from kernel_status.choices import CellRuntimeState, ProcessState
 from kernel_status.events import (
+    EXIT_CODE_MIN,
     ApplyResult,
     CellNotification,
+    ClockSkewError,
     KernelEvent,
     KernelHeartbeat,
     KernelStarted,
     KernelStopped,
+    check_clock_skew,
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
-from kernel_status.upserts import fetch_cells, upsert_cells
+from kernel_status.ordering import STATUS_TIE_RANK, is_newer, stale_tie_rank
+from kernel_status.upserts import fetch_cells, reset_cells, upsert_cells
 from kernel_status.validators import session_id_problem, validate_session_id
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
 __all__ = [
+    "ClockSkewError",
     "SessionOwnerMismatch",
     "UnknownSession",
     "apply_events",
@@ -53,6 +80,7 @@ __all__ = [
     "kernel_started",
     "kernel_stopped",
     "register_session",
+    "reset_session",
 ]
 
 CLOSED_CAUSE = "session closed"
@@ -139,14 +167,43 @@ def kernel_stopped(
     )
 
 
+def reset_session(session_id: str) -> bool:
+    """Forget what was mirrored for the session: its cells and its kernel process.
+
+    The session itself (owner, notebook, grants) stays; its state is ``stopped`` until the
+    next ``kernel-started``. For a mirror stuck for a reason the write API cannot undo.
+    ``False`` if no session has this id.
+    """
+    if session_id_problem(session_id) is not None:
+        return False
+    using = _db()
+    with transaction.atomic(using=using):
+        session = (
+            Session.objects.using(using)
+            .select_for_update()
+            .filter(session_id=session_id)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if session is None:
+            return False
+        CellStatus.objects.using(using).filter(session_id=session).delete()
+        KernelProcess.objects.using(using).filter(session_id=session).delete()
+    return True
+
+
 def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
     """Apply a batch of events to one session in one transaction.
 
-    Raises :class:`UnknownSession` (and changes nothing) when no session has this id.
+    Raises :class:`UnknownSession` when no session has this id, and
+    :class:`ClockSkewError` when an event is stamped too far ahead of the server clock;
+    either way nothing is written.
     """
     if session_id_problem(session_id) is not None:
         raise UnknownSession(session_id)  # no session can have such an id
-    batch = sorted(events, key=lambda event: event.timestamp)  # stable: ties keep their order
+    events = list(events)
+    check_clock_skew(events)
+    batch = sorted(events, key=_order)
     using = _db()
     with transaction.atomic(using=using):
         try:
@@ -167,15 +224,20 @@ def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
     return result
 
 
-@dataclass
-class _StoredCell:
-    row: CellStatus
-    stored_at: datetime | None  # notified_at when the batch began
-    dirty: bool = False
+# Within one timestamp: a start first (it resets), then the rest, a stop last (it wins).
+_KIND_ORDER = {KernelStarted: 0, CellNotification: 1, KernelHeartbeat: 1, KernelStopped: 2}
+
+
+def _order(event: KernelEvent) -> tuple[datetime, int]:
+    return event.timestamp, _KIND_ORDER[type(event)]
 
 
 class _BatchState:
-    """The session's kernel and touched cells in memory while a batch is applied."""
+    """The session's kernel and touched cells in memory while a batch is applied.
+
+    Every rule compares an event with the stored field it would change (see
+    :mod:`kernel_status.ordering`), so the batch gives the same rows whatever ran before it.
+    """
 
     def __init__(self, session: Session, kernel: KernelProcess | None, using: str) -> None:
         self.session = session
@@ -183,18 +245,14 @@ class _BatchState:
         self.kernel_existed = kernel is not None
         self.kernel = kernel or KernelProcess(session=session)
         self.kernel_dirty = False
-        self.transition_at_start = self._last_transition()
-        self.heartbeat_at_start = self.kernel.last_heartbeat_at or self.kernel.started_at
-        self.cells: dict[str, _StoredCell] = {}
+        self.cells: dict[str, CellStatus] = {}
+        self.dirty_cells: set[str] = set()
         self.reset_at: datetime | None = None
 
     def apply(self, batch: Sequence[KernelEvent]) -> ApplyResult:
         cell_ids = {event.cell_id for event in batch if isinstance(event, CellNotification)}
         if cell_ids:
-            stored = fetch_cells(self.session.pk, cell_ids, using=self.using)
-            self.cells = {
-                cell_id: _StoredCell(row, row.notified_at) for cell_id, row in stored.items()
-            }
+            self.cells = fetch_cells(self.session.pk, cell_ids, using=self.using)
         result = ApplyResult()
         for event in batch:
             if self._apply_one(event):
@@ -205,14 +263,12 @@ class _BatchState:
 
     def save(self) -> None:
         if self.reset_at is not None:
-            # Touched cells are written again by the upsert below, with newer timestamps.
-            CellStatus.objects.using(self.using).filter(
-                session_id=self.session.pk, notified_at__lt=self.reset_at
-            ).update(status=CellRuntimeState.IDLE, stale=False, notified_at=self.reset_at)
+            # Touched cells are reset in memory too; the upsert below keeps the reset.
+            reset_cells(self.session.pk, self.reset_at, using=self.using)
         if self.kernel_dirty:
             self.kernel.save(using=self.using, force_insert=not self.kernel_existed)
         upsert_cells(
-            self.session.pk, (c.row for c in self.cells.values() if c.dirty), using=self.using
+            self.session.pk, (self.cells[cell_id] for cell_id in self.dirty_cells), using=self.using
         )
 
     # --- one event ------------------------------------------------------------------------
@@ -226,82 +282,119 @@ class _BatchState:
             return self._heartbeat(event)
         return self._stopped(event)
 
-    def _cell(self, event: CellNotification) -> bool:
+    def _of_current_process(self, timestamp: datetime) -> bool:
         started_at = self.kernel.started_at
-        if started_at is not None and event.timestamp < started_at:
+        return started_at is None or timestamp >= started_at
+
+    def _cell(self, event: CellNotification) -> bool:
+        at = event.timestamp
+        if not self._of_current_process(at):
             return False  # from a previous kernel process
-        cell = self.cells.get(event.cell_id)
-        if cell is None:
-            row = CellStatus(
+        row = self.cells.get(event.cell_id)
+        if row is None:
+            row = self.cells[event.cell_id] = CellStatus(
                 session=self.session,
                 cell_id=event.cell_id,
                 status=CellRuntimeState.IDLE,
                 stale=False,
-                notified_at=event.timestamp,
+                notified_at=at,
             )
-            cell = self.cells[event.cell_id] = _StoredCell(row, stored_at=None)
-        elif not _is_newer(event.timestamp, cell.stored_at, cell.row.notified_at):
-            return False
-        row = cell.row
-        if event.status is not None:
-            row.status = event.status
-        if event.stale_inputs is not None:
-            row.stale = event.stale_inputs
-        row.notified_at = event.timestamp
-        cell.dirty = True
-        return True
+            changed = True
+        else:
+            changed = at > row.notified_at
+            if changed:
+                row.notified_at = at
+        status = event.status
+        if status is not None and is_newer(
+            at, STATUS_TIE_RANK[status], row.status_at, STATUS_TIE_RANK[row.status]
+        ):
+            row.status, row.status_at = status, at
+            changed = True
+        stale = event.stale_inputs
+        if stale is not None and is_newer(
+            at, stale_tie_rank(stale), row.stale_at, stale_tie_rank(row.stale)
+        ):
+            row.stale, row.stale_at = stale, at
+            changed = True
+        if changed:
+            self.dirty_cells.add(event.cell_id)
+        return changed
 
     def _started(self, event: KernelStarted) -> bool:
-        if not _is_newer(event.timestamp, self.transition_at_start, self._last_transition()):
+        kernel, at = self.kernel, event.timestamp
+        if kernel.started_at is not None and at <= kernel.started_at:
             return False
-        kernel = self.kernel
-        kernel.state = ProcessState.RUNNING
-        kernel.started_at = event.timestamp
+        kernel.started_at = at
         # A heartbeat of the new process may have arrived before its start.
         previous = kernel.last_heartbeat_at
-        kernel.last_heartbeat_at = max(event.timestamp, previous or event.timestamp)
-        kernel.stopped_at = kernel.exit_code = None
-        kernel.exit_cause = ""
+        kernel.last_heartbeat_at = at if previous is None else max(at, previous)
+        # A stop and an exit report older than the start belong to the previous process.
+        if kernel.stopped_at is not None and kernel.stopped_at < at:
+            kernel.stopped_at = None
+        if kernel.exit_code_at is not None and kernel.exit_code_at < at:
+            kernel.exit_code = kernel.exit_code_at = None
+        if kernel.exit_cause_at is not None and kernel.exit_cause_at < at:
+            kernel.exit_cause, kernel.exit_cause_at = "", None
+        kernel.state = ProcessState.RUNNING if kernel.stopped_at is None else ProcessState.STOPPED
         self.kernel_dirty = True
         # A new process has run nothing.
-        self.reset_at = event.timestamp
-        for cell in self.cells.values():
-            if cell.row.notified_at < event.timestamp:
-                cell.row.status = CellRuntimeState.IDLE
-                cell.row.stale = False
-                cell.row.notified_at = event.timestamp
-                cell.dirty = True
+        self.reset_at = at
+        for cell_id, row in self.cells.items():
+            if reset_cell(row, at):
+                self.dirty_cells.add(cell_id)
         return True
 
     def _heartbeat(self, event: KernelHeartbeat) -> bool:
-        kernel = self.kernel
-        current = kernel.last_heartbeat_at or kernel.started_at
-        if kernel.state != ProcessState.RUNNING or not _is_newer(
-            event.timestamp, self.heartbeat_at_start, current
-        ):
+        kernel, at = self.kernel, event.timestamp
+        if not self._of_current_process(at):
             return False
-        kernel.last_heartbeat_at = event.timestamp
+        if kernel.last_heartbeat_at is not None and at <= kernel.last_heartbeat_at:
+            return False
+        kernel.last_heartbeat_at = at
         self.kernel_dirty = True
         return True
 
     def _stopped(self, event: KernelStopped) -> bool:
-        if not _is_newer(event.timestamp, self.transition_at_start, self._last_transition()):
+        kernel, at = self.kernel, event.timestamp
+        if not self._of_current_process(at):
             return False
-        kernel = self.kernel
-        kernel.state = ProcessState.STOPPED
-        kernel.stopped_at = event.timestamp
-        if event.exit_code is not None:
-            kernel.exit_code = event.exit_code
-        if event.cause:
-            kernel.exit_cause = event.cause
-        self.kernel_dirty = True
-        return True
+        changed = False
+        if kernel.stopped_at is None or at > kernel.stopped_at:
+            kernel.state = ProcessState.STOPPED
+            kernel.stopped_at = at
+            changed = True
+        code = event.exit_code
+        if code is not None and is_newer(
+            at, code, kernel.exit_code_at, _code_rank(kernel.exit_code)
+        ):
+            kernel.exit_code, kernel.exit_code_at = code, at
+            changed = True
+        cause = event.cause
+        if cause and is_newer(at, cause, kernel.exit_cause_at, kernel.exit_cause):
+            kernel.exit_cause, kernel.exit_cause_at = cause, at
+            changed = True
+        self.kernel_dirty |= changed
+        return changed
 
-    def _last_transition(self) -> datetime | None:
-        times = [t for t in (self.kernel.started_at, self.kernel.stopped_at) if t is not None]
-        return max(times, default=None)
+
+def _code_rank(code: int | None) -> int:
+    return EXIT_CODE_MIN - 1 if code is None else code
 
 
-def _is_newer(timestamp: datetime, stored: datetime | None, current: datetime | None) -> bool:
-    """Newer than what was stored before the batch, and not older than the batch's own writes."""
-    return (stored is None or timestamp > stored) and (current is None or timestamp >= current)
+def reset_cell(row: CellStatus, at: datetime) -> bool:
+    """A kernel start at ``at``: fields set before it go back to idle and not stale.
+
+    Their timestamps are cleared, not set to ``at``: a notification with the start's own
+    timestamp is not older than the start, and must win whatever its value.
+    """
+    changed = False
+    if row.status_at is None or row.status_at < at:
+        changed |= row.status != CellRuntimeState.IDLE or row.status_at is not None
+        row.status, row.status_at = CellRuntimeState.IDLE, None
+    if row.stale_at is None or row.stale_at < at:
+        changed |= row.stale or row.stale_at is not None
+        row.stale, row.stale_at = False, None
+    if row.notified_at < at:
+        row.notified_at = at
+        changed = True
+    return changed

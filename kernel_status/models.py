@@ -108,6 +108,10 @@ class KernelProcess(models.Model):
     stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
     exit_code = models.IntegerField(_("exit code"), null=True, blank=True)
     exit_cause = models.CharField(_("exit cause"), max_length=EXIT_CAUSE_MAX_LENGTH, blank=True)
+    # When the stop that reported exit_code / exit_cause happened: each field keeps its own
+    # order, so stops of one process arriving in any order leave the same report.
+    exit_code_at = models.DateTimeField(_("exit code reported at"), null=True, blank=True)
+    exit_cause_at = models.DateTimeField(_("exit cause reported at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("kernel process")
@@ -136,7 +140,21 @@ class CellStatus(models.Model):
         _("stale"), default=False, help_text=_("The cell's inputs changed since it last ran.")
     )
     notified_at = models.DateTimeField(
-        _("notified at"), help_text=_("Timestamp of the notification this status came from.")
+        _("notified at"), help_text=_("Timestamp of the newest notification seen for this cell.")
+    )
+    # Each field is ordered by the notification that set it (see kernel_status.mirror). NULL:
+    # not set by a notification of the current kernel process, so any newer one replaces it.
+    status_at = models.DateTimeField(
+        _("status at"),
+        null=True,
+        blank=True,
+        help_text=_("Timestamp of the notification this status came from."),
+    )
+    stale_at = models.DateTimeField(
+        _("stale at"),
+        null=True,
+        blank=True,
+        help_text=_("Timestamp of the notification this stale flag came from."),
     )
 
     class Meta:
@@ -153,10 +171,11 @@ class CellStatus(models.Model):
         ]
         indexes = [
             # Partial: holds only busy cells, so "is any cell busy?" is one small index probe
-            # however many idle cells the session has.
+            # however many idle cells the session has. Stale cells count: marimo queues a
+            # stale cell first and clears its flag afterwards.
             models.Index(
                 fields=["session"],
-                condition=Q(status__in=BUSY_CELL_STATES, stale=False),
+                condition=Q(status__in=BUSY_CELL_STATES),
                 name="kernel_status_busy_cells",
             ),
         ]

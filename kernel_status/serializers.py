@@ -272,7 +272,21 @@ class KernelEventField(serializers.Field):  # type: ignore[type-arg]
         serializer = serializer_class(data=data)
         if not serializer.is_valid():
             raise serializers.ValidationError(serializer.errors)
-        event: KernelEvent = serializer.to_event(self.context["received_at"])
+        received_at: datetime = self.context["received_at"]
+        event: KernelEvent = serializer.to_event(received_at)
+        skew = conf.max_clock_skew
+        if skew is not None and event.timestamp > received_at + skew:
+            # One event stamped far ahead would pin the session: nothing later could undo it.
+            raise serializers.ValidationError(
+                {
+                    "data": {
+                        "timestamp": [
+                            "Is more than KERNEL_STATUS_MAX_CLOCK_SKEW "
+                            f"({skew.total_seconds():g} s) ahead of the server clock."
+                        ]
+                    }
+                }
+            )
         return event
 
     def to_representation(self, value: Any) -> Any:

@@ -34,17 +34,13 @@ def kernel_alive_q(*, now: datetime | None = None) -> Q:
 
 
 def busy_cells_exist() -> Exists:
-    """Whether the session has a cell that is queued or running (stale cells excluded).
+    """Whether the session has a cell that is queued or running, whatever its stale flag.
 
     Matches the partial index ``kernel_status_busy_cells``: one index probe per session.
     """
     from kernel_status.models import CellStatus
 
-    return Exists(
-        CellStatus.objects.filter(
-            session_id=OuterRef("pk"), status__in=BUSY_CELL_STATES, stale=False
-        )
-    )
+    return Exists(CellStatus.objects.filter(session_id=OuterRef("pk"), status__in=BUSY_CELL_STATES))
 
 
 def session_state_expression(*, now: datetime | None = None) -> Case:
@@ -52,8 +48,9 @@ def session_state_expression(*, now: datetime | None = None) -> Case:
 
     - ``stopped``: the kernel is not alive (no process row, ``not_started``, ``stopped``,
       or silent past the liveness window);
-    - ``running``: alive, with at least one busy cell;
-    - ``idle``: alive otherwise (``disabled-transitively`` and stale cells count as idle).
+    - ``running``: alive, and any cell is ``queued`` or ``running``, whatever its stale flag
+      (marimo's own rule: it queues a stale cell first and clears the flag afterwards);
+    - ``idle``: alive otherwise (``idle`` and ``disabled-transitively`` cells).
     """
     return Case(
         When(

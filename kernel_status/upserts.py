@@ -3,17 +3,27 @@
 Django's ``bulk_create`` splits batches on SQLite (999 parameters per statement) and ``__in``
 lists grow with the batch, so on SQLite and PostgreSQL the whole batch travels as a single
 JSON parameter instead. Other databases fall back to the ORM.
+
+The upsert applies the mirror's ordering per field in SQL (see :mod:`kernel_status.ordering`):
+should a writer ever bypass the session lock, it still cannot move a field back in time.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable
+from datetime import datetime
+from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Greatest
 
+from kernel_status.choices import CellRuntimeState
 from kernel_status.models import CellStatus
+from kernel_status.ordering import STATUS_TIE_RANK
 
 
 def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> dict[str, CellStatus]:
@@ -31,66 +41,122 @@ def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> di
     return {cell.cell_id: cell for cell in queryset}
 
 
-def upsert_cells(session_pk: int, cells: Iterable[CellStatus], *, using: str) -> None:
-    """Insert or update these cell rows in one statement.
+def reset_cells(session_pk: int, at: datetime, *, using: str) -> None:
+    """A kernel start at ``at``: every field of the session's cells set before it is reset.
 
-    The caller decided what is newest; the ``WHERE`` still refuses to move a row back in
-    time, should a writer ever bypass the session lock.
+    One statement; see :func:`kernel_status.mirror.reset_cell` for the rule.
     """
+    status_old = Q(status_at__isnull=True) | Q(status_at__lt=at)
+    stale_old = Q(stale_at__isnull=True) | Q(stale_at__lt=at)
+    CellStatus.objects.using(using).filter(session_id=session_pk).filter(
+        (status_old & (~Q(status=CellRuntimeState.IDLE) | Q(status_at__isnull=False)))
+        | (stale_old & (Q(stale=True) | Q(stale_at__isnull=False)))
+        | Q(notified_at__lt=at)
+    ).update(
+        status=Case(When(status_old, then=Value(CellRuntimeState.IDLE)), default=F("status")),
+        status_at=Case(When(status_old, then=Value(None)), default=F("status_at")),
+        stale=Case(When(stale_old, then=Value(False)), default=F("stale")),
+        stale_at=Case(When(stale_old, then=Value(None)), default=F("stale_at")),
+        notified_at=Greatest(F("notified_at"), Value(at)),
+    )
+
+
+def _rank_sql(column: str) -> str:
+    whens = " ".join(f"WHEN '{value}' THEN {rank}" for value, rank in STATUS_TIE_RANK.items())
+    return f"(CASE {column} {whens} END)"
+
+
+def _newer_sql(table: str, excluded: str, field: str, tie: str) -> str:
+    """SQL: the incoming value of ``field`` replaces the stored one (ordering.is_newer)."""
+    new_at, old_at = f"{excluded}.{field}_at", f"{table}.{field}_at"
+    return (
+        f"({new_at} IS NOT NULL AND ({old_at} IS NULL OR {new_at} > {old_at} "
+        f"OR ({new_at} = {old_at} AND {tie})))"
+    )
+
+
+def _on_conflict_sql(table: str, excluded: str, greatest: str) -> str:
+    status_newer = _newer_sql(
+        table,
+        excluded,
+        "status",
+        f"{_rank_sql(f'{excluded}.status')} > {_rank_sql(f'{table}.status')}",
+    )
+    # Ties: False wins over True (ordering.stale_tie_rank).
+    stale_newer = _newer_sql(table, excluded, "stale", f"{excluded}.stale < {table}.stale")
+    return f"""
+        ON CONFLICT (session_id, cell_id) DO UPDATE SET
+            status = CASE WHEN {status_newer} THEN {excluded}.status ELSE {table}.status END,
+            status_at = CASE WHEN {status_newer}
+                THEN {excluded}.status_at ELSE {table}.status_at END,
+            stale = CASE WHEN {stale_newer} THEN {excluded}.stale ELSE {table}.stale END,
+            stale_at = CASE WHEN {stale_newer}
+                THEN {excluded}.stale_at ELSE {table}.stale_at END,
+            notified_at = {greatest}({table}.notified_at, {excluded}.notified_at)
+        WHERE {status_newer} OR {stale_newer}
+            OR {excluded}.notified_at > {table}.notified_at
+    """
+
+
+def _payload(rows: list[CellStatus], stamp: Any) -> str:
+    def at(value: datetime | None) -> Any:
+        return None if value is None else stamp(value)
+
+    return json.dumps(
+        [
+            {
+                "cell_id": c.cell_id,
+                "status": c.status,
+                "status_at": at(c.status_at),
+                "stale": c.stale,
+                "stale_at": at(c.stale_at),
+                "notified_at": stamp(c.notified_at),
+            }
+            for c in rows
+        ]
+    )
+
+
+def upsert_cells(session_pk: int, cells: Iterable[CellStatus], *, using: str) -> None:
+    """Insert or update these cell rows in one statement, each field only forward in time."""
     rows = list(cells)
     if not rows:
         return
-    connection = connections[using]
+    connection: BaseDatabaseWrapper = connections[using]
     table = connection.ops.quote_name(CellStatus._meta.db_table)
+    columns = "session_id, cell_id, status, status_at, stale, stale_at, notified_at"
     if connection.vendor == "postgresql":
-        payload = [
-            {
-                "cell_id": c.cell_id,
-                "status": c.status,
-                "stale": c.stale,
-                "notified_at": c.notified_at.isoformat(),
-            }
-            for c in rows
-        ]
+        payload = _payload(rows, datetime.isoformat)
         sql = f"""
-            INSERT INTO {table} (session_id, cell_id, status, stale, notified_at)
-            SELECT %s, r.cell_id, r.status, r.stale, r.notified_at
-            FROM jsonb_to_recordset(%s::jsonb)
-                AS r(cell_id text, status text, stale boolean, notified_at timestamptz)
-            ON CONFLICT (session_id, cell_id) DO UPDATE
-            SET status = EXCLUDED.status, stale = EXCLUDED.stale,
-                notified_at = EXCLUDED.notified_at
-            WHERE {table}.notified_at <= EXCLUDED.notified_at
+            INSERT INTO {table} ({columns})
+            SELECT %s, r.cell_id, r.status, r.status_at, r.stale, r.stale_at, r.notified_at
+            FROM jsonb_to_recordset(%s::jsonb) AS r(
+                cell_id text, status text, status_at timestamptz, stale boolean,
+                stale_at timestamptz, notified_at timestamptz
+            )
+            {_on_conflict_sql(table, "EXCLUDED", "GREATEST")}
         """
     elif connection.vendor == "sqlite":
-        payload = [
-            {
-                "cell_id": c.cell_id,
-                "status": c.status,
-                "stale": c.stale,
-                # Django's own SQLite text format and time zone, so comparisons with rows
-                # the ORM wrote order correctly.
-                "notified_at": connection.ops.adapt_datetimefield_value(c.notified_at),
-            }
-            for c in rows
-        ]
+        # Django's own SQLite text format and time zone, so comparisons with rows the ORM
+        # wrote order correctly.
+        payload = _payload(rows, connection.ops.adapt_datetimefield_value)
+        fields = ", ".join(
+            f"json_extract(value, '$.{name}')"
+            for name in ["cell_id", "status", "status_at", "stale", "stale_at", "notified_at"]
+        )
         sql = f"""
-            INSERT INTO {table} (session_id, cell_id, status, stale, notified_at)
-            SELECT %s, json_extract(value, '$.cell_id'), json_extract(value, '$.status'),
-                json_extract(value, '$.stale'), json_extract(value, '$.notified_at')
+            INSERT INTO {table} ({columns})
+            SELECT %s, {fields}
             FROM json_each(%s) WHERE true
-            ON CONFLICT (session_id, cell_id) DO UPDATE
-            SET status = excluded.status, stale = excluded.stale,
-                notified_at = excluded.notified_at
-            WHERE {table}.notified_at <= excluded.notified_at
+            {_on_conflict_sql(table, "excluded", "max")}
         """
     else:  # pragma: no cover - only SQLite and PostgreSQL are tested
         CellStatus.objects.using(using).bulk_create(
             rows,
             update_conflicts=True,
             unique_fields=["session", "cell_id"],
-            update_fields=["status", "stale", "notified_at"],
+            update_fields=["status", "status_at", "stale", "stale_at", "notified_at"],
         )
         return
     with connection.cursor() as cursor:
-        cursor.execute(sql, [session_pk, json.dumps(payload)])
+        cursor.execute(sql, [session_pk, payload])

@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -75,6 +75,18 @@ def make_session(users: dict[str, User]) -> MakeSession:
         return session
 
     return make
+
+
+@pytest.fixture
+def reporter(users: dict[str, User]) -> APIClient:
+    """A kernel host's service account, granted the permission through a group."""
+    account = User.objects.create_user("kernel-host")
+    group = Group.objects.create(name="kernel hosts")
+    group.permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    account.groups.add(group)
+    client = APIClient()
+    client.force_authenticate(account)
+    return client
 
 
 @pytest.fixture

@@ -127,3 +127,18 @@ def test_no_e007_when_the_authtoken_app_is_installed() -> None:
     assert TOKEN in settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]
     assert "rest_framework.authtoken" in settings.INSTALLED_APPS
     assert check_ids() == []
+
+
+@pytest.mark.parametrize("skew", [None, 0, 300, 0.5, timedelta(minutes=10)])
+def test_good_max_clock_skews_pass(skew: object) -> None:
+    with override_settings(KERNEL_STATUS_MAX_CLOCK_SKEW=skew):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    "skew",
+    ["300", True, [300], -1, timedelta(seconds=-1), float("nan"), float("inf"), 1e20],
+)
+def test_bad_max_clock_skew_is_e008(skew: object) -> None:
+    with override_settings(KERNEL_STATUS_MAX_CLOCK_SKEW=skew):
+        assert check_ids() == ["kernel_status.E008"]

@@ -146,8 +146,11 @@ def test_heartbeat_keeps_the_kernel_alive(session: Session) -> None:
 
 def test_heartbeat_does_not_revive_a_stopped_kernel(session: Session) -> None:
     mirror.apply_events("s1", [KernelStarted(at(0)), KernelStopped(at(1), exit_code=1)])
-    assert mirror.kernel_heartbeat("s1", at=at(2)) == ApplyResult(ignored_older=1)
-    assert KernelProcess.objects.get(session=session).state == ProcessState.STOPPED
+    # Recorded (heartbeats of one process commute with its stop), but no revival.
+    assert mirror.kernel_heartbeat("s1", at=at(2)) == ApplyResult(applied=1)
+    kernel = KernelProcess.objects.get(session=session)
+    assert (kernel.state, kernel.last_heartbeat_at) == (ProcessState.STOPPED, at(2))
+    assert status_of(session) == SessionState.STOPPED
 
 
 def test_older_heartbeat_is_ignored(session: Session) -> None:
@@ -175,10 +178,14 @@ def test_a_stop_older_than_the_start_is_ignored(session: Session) -> None:
     assert KernelProcess.objects.get(session=session).state == ProcessState.RUNNING
 
 
-def test_a_start_older_than_the_stop_is_ignored(session: Session) -> None:
+def test_a_start_older_than_the_stop_leaves_the_kernel_stopped(session: Session) -> None:
     mirror.apply_events("s1", [KernelStarted(at(0)), KernelStopped(at(10))])
+    # In timestamp order the start at 5 came before the stop at 10: it is the last start
+    # (cells older than it are reset) but the kernel stays stopped.
+    assert mirror.kernel_started("s1", at=at(5)) == ApplyResult(applied=1)
+    kernel = KernelProcess.objects.get(session=session)
+    assert (kernel.state, kernel.started_at, kernel.stopped_at) == ("stopped", at(5), at(10))
     assert mirror.kernel_started("s1", at=at(5)) == ApplyResult(ignored_older=1)
-    assert KernelProcess.objects.get(session=session).state == ProcessState.STOPPED
 
 
 # --- cell notifications ------------------------------------------------------------------------

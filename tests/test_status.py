@@ -19,12 +19,14 @@ IDLE_CELL_MIXES = {
     "no cells": [],
     "idle": cells(Cell.IDLE, Cell.IDLE),
     "disabled-transitively": cells(Cell.DISABLED_TRANSITIVELY),
-    "stale queued": cells(Cell.QUEUED, stale=True),
-    "stale running": cells(Cell.RUNNING, stale=True),
+    "stale disabled-transitively": cells(Cell.DISABLED_TRANSITIVELY, stale=True),
     "idle and stale idle": [*cells(Cell.IDLE), *cells(Cell.IDLE, stale=True)],
 }
 BUSY_CELL_MIXES = {
     "queued": cells(Cell.QUEUED),
+    # marimo's rule: busy whatever the stale flag (it queues a stale cell, then clears it).
+    "stale queued": cells(Cell.QUEUED, stale=True),
+    "stale running": cells(Cell.RUNNING, stale=True),
     "running": cells(Cell.RUNNING),
     "running among idle": [*cells(Cell.IDLE) * 5, *cells(Cell.RUNNING)],
     "queued among stale and disabled": [
