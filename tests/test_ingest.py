@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, Permission, User
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
@@ -38,18 +38,6 @@ def cell_op(cell_id: Any, status: str | None, t: Any, **extra: Any) -> dict[str,
             **extra,
         },
     }
-
-
-@pytest.fixture
-def reporter(users: dict[str, User]) -> APIClient:
-    """A kernel host's service account, granted the permission through a group."""
-    account = User.objects.create_user("kernel-host")
-    group = Group.objects.create(name="kernel hosts")
-    group.permissions.add(Permission.objects.get(codename="report_kernel_events"))
-    account.groups.add(group)
-    client = APIClient()
-    client.force_authenticate(account)
-    return client
 
 
 def post(client: APIClient, body: Any, session_id: str | None = "s1", **extra: Any) -> Any:

@@ -42,7 +42,7 @@ SESSIONS: dict[str, dict[str, Any]] = {
         "cells": [
             ("imports", CellRuntimeState.IDLE, False),
             ("train", CellRuntimeState.RUNNING, False),
-            ("report", CellRuntimeState.QUEUED, False),
+            ("report", CellRuntimeState.QUEUED, True),  # stale and queued: busy, as marimo
         ],
     },
     "stopped": {
