@@ -123,7 +123,8 @@ class KernelProcess(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.session_id}: {self.state}"
+        # Read as "Kernel process: s_abc (running)" in the admin; the key is the session.
+        return f"{self.session.session_id} ({self.get_state_display()})"
 
 
 class CellStatus(models.Model):
@@ -212,4 +213,5 @@ class SessionAccess(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id} may {self.role} {self.session_id}"
+        # "alice may edit s_abc": the names an operator knows, not primary keys.
+        return f"{self.user} may {self.get_role_display()} {self.session.session_id}"

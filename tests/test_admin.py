@@ -6,28 +6,30 @@ and neither page may run a query per session, cell or grant.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from html.parser import HTMLParser
 from itertools import cycle
 from typing import Any
 
 import pytest
+from bs4 import BeautifulSoup, Tag
 from django.contrib.admin.helpers import InlineAdminFormSet
-from django.contrib.admin.utils import display_for_value
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from pytest_django.asserts import assertRedirects
+from django.utils import timezone
+from pytest_django.asserts import assertContains, assertRedirects
 
 from kernel_status.admin import (
     CellStatusInline,
     ExistingGrantInline,
     KernelProcessInline,
     NewGrantInline,
+    heartbeat_age,
 )
 from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState, SessionState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
@@ -35,6 +37,7 @@ from tests.utils import MakeSession, cells
 
 CHANGELIST_URL = "admin:kernel_status_session_changelist"
 CHANGE_URL = "admin:kernel_status_session_change"
+CELLS_URL = "admin:kernel_status_cellstatus_changelist"
 
 IDLE = CellRuntimeState.IDLE
 QUEUED = CellRuntimeState.QUEUED
@@ -45,126 +48,66 @@ DISABLED = CellRuntimeState.DISABLED_TRANSITIVELY
 # --- Reading the rendered pages ---------------------------------------------------------
 
 
-@dataclass
-class Cell:
-    """One ``field-<name>`` cell of a changelist row."""
-
-    text: str = ""
-    span_classes: list[str] = field(default_factory=list)
+def parse(content: bytes) -> BeautifulSoup:
+    return BeautifulSoup(content.decode(), "html.parser")
 
 
-class ResultListParser(HTMLParser):
-    """The rows of the changelist's ``#result_list`` table, as {field name: Cell}."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rows: list[dict[str, Cell]] = []
-        self._in_table = False
-        self._in_body = False
-        self._cell: Cell | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "table" and attributes.get("id") == "result_list":
-            self._in_table = True
-        elif self._in_table and tag == "tbody":
-            self._in_body = True
-        elif self._in_body and tag == "tr":
-            self.rows.append({})
-        elif self._in_body and tag in {"th", "td"}:
-            classes = (attributes.get("class") or "").split()
-            names = [name.removeprefix("field-") for name in classes if name.startswith("field-")]
+def result_rows(content: bytes) -> list[dict[str, Tag]]:
+    """The rows of the changelist's ``#result_list`` table, as {field name: cell}."""
+    rows = []
+    for tr in parse(content).select("#result_list tbody tr"):
+        cells = {}
+        for cell in tr.find_all(["th", "td"]):
+            names = [name for name in cell.get_attribute_list("class") if name.startswith("field-")]
             if names:
-                self._cell = self.rows[-1][names[0]] = Cell()
-        elif self._cell is not None and tag == "span":
-            self._cell.span_classes.append(attributes.get("class") or "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in {"th", "td"}:
-            self._cell = None
-        elif tag == "tbody":
-            self._in_body = False
-        elif tag == "table":
-            self._in_table = False
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.text += data
+                cells[names[0].removeprefix("field-")] = cell
+        rows.append(cells)
+    return rows
 
 
-def result_rows(content: bytes) -> list[dict[str, Cell]]:
-    parser = ResultListParser()
-    parser.feed(content.decode())
-    return parser.rows
+def text_of(tag: Tag | None) -> str:
+    assert tag is not None
+    return tag.get_text(strip=True)
 
 
 def row_ids(content: bytes) -> set[str]:
-    return {row["session_id"].text.strip() for row in result_rows(content)}
+    return {row["session_id"].get_text(strip=True) for row in result_rows(content)}
 
 
-class FormParser(HTMLParser):
-    """The controls of one ``<form>``: what a browser would submit, and each control's type."""
+@dataclass
+class Form:
+    """What a browser would submit from one ``<form>``, and each control's type."""
 
-    def __init__(self, form_id: str) -> None:
-        super().__init__()
-        self.form_id = form_id
-        self.data: dict[str, str] = {}
-        self.types: dict[str, str] = {}
-        self._in_form = False
-        self._select: str | None = None
-        self._select_first: str | None = None
-        self._select_chosen = False
-        self._textarea: str | None = None
+    data: dict[str, str]
+    types: dict[str, str]
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = dict(attrs)
-        if tag == "form":
-            self._in_form = attributes.get("id") == self.form_id
-        if not self._in_form:
-            return
-        name = attributes.get("name")
-        if tag == "input" and name is not None:
-            kind = attributes.get("type") or "text"
-            self.types[name] = kind
+
+def session_form(content: bytes) -> Form:
+    form = parse(content).find("form", id="session_form")
+    assert isinstance(form, Tag)
+    data: dict[str, str] = {}
+    types: dict[str, str] = {}
+    for control in form.find_all(["input", "select", "textarea"]):
+        name = control.get("name")
+        if not isinstance(name, str):
+            continue
+        if control.name == "select":
+            types[name] = "select"
+            options = control.find_all("option")
+            chosen = [option for option in options if option.has_attr("selected")] or options[:1]
+            if chosen:
+                data[name] = str(chosen[0].get("value", ""))
+        elif control.name == "textarea":
+            types[name] = "textarea"
+            data[name] = control.get_text()
+        else:
+            kind = types[name] = str(control.get("type", "text"))
             if kind in {"submit", "button", "reset", "image", "file"}:
-                return
-            if kind in {"checkbox", "radio"} and "checked" not in attributes:
-                return
-            self.data[name] = attributes.get("value") or ("on" if kind == "checkbox" else "")
-        elif tag == "select" and name is not None:
-            self.types[name] = "select"
-            self._select, self._select_first, self._select_chosen = name, None, False
-        elif tag == "option" and self._select is not None:
-            value = attributes.get("value") or ""
-            if self._select_first is None:
-                self._select_first = value
-            if "selected" in attributes:
-                self.data[self._select] = value
-                self._select_chosen = True
-        elif tag == "textarea" and name is not None:
-            self.types[name] = "textarea"
-            self._textarea = name
-            self.data[name] = ""
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._in_form = False
-        elif tag == "select" and self._select is not None:
-            if not self._select_chosen and self._select_first is not None:
-                self.data[self._select] = self._select_first
-            self._select = None
-        elif tag == "textarea":
-            self._textarea = None
-
-    def handle_data(self, data: str) -> None:
-        if self._textarea is not None:
-            self.data[self._textarea] += data
-
-
-def session_form(content: bytes) -> FormParser:
-    parser = FormParser("session_form")
-    parser.feed(content.decode())
-    return parser
+                continue
+            if kind in {"checkbox", "radio"} and not control.has_attr("checked"):
+                continue
+            data[name] = str(control.get("value", "on" if kind == "checkbox" else ""))
+    return Form(data, types)
 
 
 def inline_formset(response: Any, inline_class: type[Any]) -> InlineAdminFormSet:
@@ -276,7 +219,7 @@ def test_changelist_shows_each_session_with_the_derived_status(
     response = admin_client_.get(reverse(CHANGELIST_URL))
 
     assert response.status_code == 200
-    rows = {row["session_id"].text.strip(): row for row in result_rows(response.content)}
+    rows = {row["session_id"].get_text(strip=True): row for row in result_rows(response.content)}
     assert set(rows) == set(SITUATIONS)
     derived = dict(Session.objects.with_state().values_list("session_id", "state"))
     kernels = {
@@ -287,16 +230,65 @@ def test_changelist_shows_each_session_with_the_derived_status(
         row = rows[session_id]
         # The admin shows what the API would answer, and that is the expected status.
         assert derived[session_id] == situation.status, session_id
-        assert row["status_badge"].span_classes == [
-            f"kernel-status-badge kernel-status-{situation.status.value}"
+        assert [span.get_attribute_list("class") for span in row["status_badge"]("span")] == [
+            ["kernel-status-badge", f"kernel-status-{situation.status.value}"]
         ], session_id
-        assert row["status_badge"].text.strip() == str(situation.status.label)
-        assert row["owner"].text.strip() == situation.owner
-        assert row["notebook"].text.strip() == "nb.py"
-        assert row["kernel_state"].text.strip() == situation.kernel_state, session_id
+        assert row["status_badge"].get_text(strip=True) == str(situation.status.label)
+        assert row["owner"].get_text(strip=True) == situation.owner
+        assert row["notebook"].get_text(strip=True) == "nb.py"
+        assert row["kernel_state"].get_text(strip=True) == situation.kernel_state, session_id
         kernel = kernels.get(session_id)
         heartbeat = kernel.last_heartbeat_at if kernel is not None else None
-        assert row["last_heartbeat_at"].text.strip() == display_for_value(heartbeat, "-")
+        age = row["last_heartbeat_at"].find("time")
+        if heartbeat is None:
+            assert (age, row["last_heartbeat_at"].get_text(strip=True)) == (None, "-")
+        else:
+            # A short age, with the exact moment in its attributes.
+            assert isinstance(age, Tag)
+            assert age["datetime"] == heartbeat.isoformat()
+            assert re.fullmatch(r"\d+ (s|min) ago", age.get_text()), age
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (0, "0 s ago"),
+        (59.9, "59 s ago"),
+        (60, "1 min ago"),
+        (3599, "59 min ago"),
+        (3600, "1 h ago"),
+        (86400 * 3 + 5, "3 d ago"),
+        (-30, "0 s ago"),
+    ],
+)
+def test_heartbeat_age_is_short(seconds: float, shown: str) -> None:
+    now = timezone.now()
+    html = heartbeat_age(now - timedelta(seconds=seconds), now=now)
+    age = parse(html.encode()).find("time")
+    assert isinstance(age, Tag)
+    assert age.get_text() == shown
+    assert age["class"] == ["kernel-status-age"]
+    assert heartbeat_age(None) == "-"
+
+
+def test_changelist_filter_titles_tell_the_two_states_apart(
+    admin_client_: Client, situations: dict[str, Session]
+) -> None:
+    response = admin_client_.get(reverse(CHANGELIST_URL))
+
+    assert response.status_code == 200
+    page = parse(response.content)
+    titles = [summary.get_text(strip=True) for summary in page.select("#changelist-filter summary")]
+    assert titles == ["By derived state", "By kernel process"]
+    headers = [th.get_text(strip=True) for th in page.select("#result_list thead th")]
+    assert headers == [
+        "Session id",
+        "Owner",
+        "Notebook",
+        "Kernel process",
+        "Derived state",
+        "Last heartbeat",
+    ]
 
 
 def test_changelist_has_only_the_reset_action_and_no_add_link(
@@ -316,7 +308,7 @@ def test_changelist_has_only_the_reset_action_and_no_add_link(
 def test_changelist_filters_by_derived_status(
     admin_client_: Client, situations: dict[str, Session], status: str
 ) -> None:
-    response = admin_client_.get(reverse(CHANGELIST_URL), {"status": status})
+    response = admin_client_.get(reverse(CHANGELIST_URL), {"state": status})
 
     assert response.status_code == 200
     expected = {sid for sid, situation in SITUATIONS.items() if situation.status == status}
@@ -357,7 +349,7 @@ def test_changelist_filters_by_kernel_state(
 
 def test_changelist_combines_filters(admin_client_: Client, situations: dict[str, Session]) -> None:
     response = admin_client_.get(
-        reverse(CHANGELIST_URL), {"status": "stopped", "kernel__state": "running"}
+        reverse(CHANGELIST_URL), {"state": "stopped", "kernel__state": "running"}
     )
 
     assert response.status_code == 200
@@ -397,12 +389,12 @@ def test_changelist_sorts_by_every_column(
 # Variants of sessions that each filter matches; cycled through to build the datasets.
 FOUR_CELLS = cells(IDLE, DISABLED, IDLE) + cells(DISABLED, stale=True)
 MATCHING: dict[str, list[dict[str, Any]]] = {
-    "status=running": [
+    "state=running": [
         {"cells": [*FOUR_CELLS, *cells(RUNNING)]},
         {"cells": [*FOUR_CELLS, *cells(QUEUED)]},
     ],
-    "status=idle": [{"cells": FOUR_CELLS}, {}],
-    "status=stopped": [
+    "state=idle": [{"cells": FOUR_CELLS}, {}],
+    "state=stopped": [
         {"kernel": ProcessState.STOPPED, "cells": FOUR_CELLS},
         {"kernel": None, "cells": FOUR_CELLS},
         {"kernel": ProcessState.NOT_STARTED, "heartbeat_age": None, "cells": FOUR_CELLS},
@@ -453,25 +445,77 @@ def test_change_page_shows_session_kernel_and_cells(
     response = admin_client_.get(reverse(CHANGE_URL, args=[session.pk]))
 
     assert response.status_code == 200
-    content = response.content.decode()
     status = SITUATIONS[session_id].status
-    assert (
-        f'<span class="kernel-status-badge kernel-status-{status.value}">{status.label}</span>'
-        in content
+    assertContains(
+        response,
+        f'<span class="kernel-status-badge kernel-status-{status.value}">{status.label}</span>',
+        html=True,
     )
+    page = parse(response.content)
     kernel_inline = inline_formset(response, KernelProcessInline)
     has_kernel = KernelProcess.objects.filter(session=session).exists()
     assert [form.instance for form in kernel_inline.formset.forms] == (
         [session.kernel] if has_kernel else []
     )
+    headings = [h3.get_text(" ", strip=True) for h3 in page.select("#kernel-group h3")]
     if has_kernel:
-        assert f"{session.kernel.session_id}: {session.kernel.state}" in content
+        # Names, not keys: "Kernel process: busy-queued (running)".
+        label = session.kernel.get_state_display()
+        assert headings == [f"Kernel process: {session_id} ({label})"]
+    else:
+        assert headings == []
+    # The inline lists the busy cells (queued or running, stale or not) ...
     cell_inline = inline_formset(response, CellStatusInline)
     shown = {form.instance.cell_id: form.instance.status for form in cell_inline.formset.forms}
-    assert shown == dict(session.cells.values_list("cell_id", "status"))
-    for cell in session.cells.all():
-        assert f"<p>{cell.cell_id}</p>" in content
-        assert f"<p>{cell.get_status_display()}</p>" in content
+    busy = session.cells.filter(status__in=[QUEUED, RUNNING])
+    assert shown == dict(busy.values_list("cell_id", "status"))
+    rows = page.select("#cells-group tbody tr.has_original")
+    assert [
+        [td.get_text(strip=True) for td in row.select("td.field-cell_id, td.field-status")]
+        for row in rows
+    ] == [[cell.cell_id, cell.get_status_display()] for cell in busy.order_by("cell_id")]
+    # ... with staleness as text, never Django's green "yes" icon.
+    assert [text_of(row.select_one("td.field-stale_flag")) for row in rows] == [
+        "stale inputs" if cell.stale else "" for cell in busy.order_by("cell_id")
+    ]
+    assert not page.select('#cells-group img[src*="icon-yes"], #cells-group img[src*="icon-no"]')
+    # ... and every cell is counted, with a link to the list of all of them.
+    counts = page.select_one(".field-cell_counts .readonly")
+    assert counts is not None
+    total = session.cells.count()
+    if total:
+        assert counts.get_text(" ", strip=True).startswith(f"{total} (")
+        link = counts.find("a")
+        assert isinstance(link, Tag)
+        assert link["href"] == f"{reverse(CELLS_URL)}?session={session.pk}"
+    else:
+        assert counts.get_text(strip=True) == "no cells"
+    # Grant rows name the user and the session.
+    grant_labels = [
+        p.get_text(strip=True)
+        for p in page.select("#grants-group tbody tr.has_original td.original p")
+    ]
+    assert sorted(grant_labels) == [
+        f"editor may edit {session_id}",
+        f"inactive may edit {session_id}",
+        f"viewer may view {session_id}",
+    ]
+
+
+def test_change_page_counts_cells_by_status(
+    admin_client_: Client, make_session: MakeSession
+) -> None:
+    session = make_session(
+        cells=cells(RUNNING, QUEUED) + cells(IDLE) * 5 + cells(IDLE, stale=True) + cells(DISABLED)
+    )
+
+    response = admin_client_.get(reverse(CHANGE_URL, args=[session.pk]))
+
+    counts = parse(response.content).select_one(".field-cell_counts .readonly")
+    assert counts is not None
+    assert counts.get_text(" ", strip=True) == (
+        "9 (1 running, 1 queued, 6 idle, 1 disabled transitively; 1 with stale inputs) all cells"
+    )
 
 
 def test_change_page_mirror_fields_kernel_and_cells_are_read_only(
@@ -508,7 +552,7 @@ def test_change_page_query_count_does_not_grow_with_cells_or_grants(
 ) -> None:
     small = make_session(cells=cells(RUNNING))
     SessionAccess.objects.filter(session=small).exclude(user=users["viewer"]).delete()
-    large = make_session(cells=cells(RUNNING, QUEUED, DISABLED) + cells(IDLE) * 27)
+    large = make_session(cells=cells(RUNNING, QUEUED, DISABLED) + cells(IDLE) * 1997)
     SessionAccess.objects.bulk_create(
         SessionAccess(
             session=large,
@@ -518,7 +562,7 @@ def test_change_page_query_count_does_not_grow_with_cells_or_grants(
         for i in range(7)
     )
     assert (small.cells.count(), small.grants.count()) == (1, 1)
-    assert (large.cells.count(), large.grants.count()) == (30, 10)
+    assert (large.cells.count(), large.grants.count()) == (2000, 10)
     small_url = reverse(CHANGE_URL, args=[small.pk])
     large_url = reverse(CHANGE_URL, args=[large.pk])
     admin_client_.get(small_url)  # warm up per-process caches
@@ -527,7 +571,11 @@ def test_change_page_query_count_does_not_grow_with_cells_or_grants(
     assert len(inline_formset(response, CellStatusInline).formset.forms) == 1
     assert len(inline_formset(response, ExistingGrantInline).formset.forms) == 1
     many, response = count_queries(admin_client_, large_url)
-    assert len(inline_formset(response, CellStatusInline).formset.forms) == 30
+    # Thousands of cells: the page lists the busy ones and counts the rest.
+    assert len(inline_formset(response, CellStatusInline).formset.forms) == 2
+    counts = parse(response.content).select_one(".field-cell_counts .readonly")
+    assert counts is not None
+    assert counts.get_text(" ", strip=True).startswith("2000 (1 running, 1 queued, 1997 idle")
     assert len(inline_formset(response, ExistingGrantInline).formset.forms) == 10
 
     assert few == many
@@ -714,3 +762,59 @@ def test_cell_rows_survive_a_save(admin_client_: Client, situations: dict[str, S
 
     assert response.status_code == 302
     assert list(CellStatus.objects.filter(session=session).order_by("cell_id").values()) == before
+
+
+# --- All cells of a session ----------------------------------------------------------------
+
+
+def test_cell_list_pages_through_one_sessions_cells(
+    admin_client_: Client, make_session: MakeSession
+) -> None:
+    other = make_session("other", cells=cells(RUNNING) * 3)
+    session = make_session("big", cells=cells(RUNNING) + cells(IDLE) * 249)
+    url = f"{reverse(CELLS_URL)}?session={session.pk}"
+
+    response = admin_client_.get(url)
+
+    assert response.status_code == 200
+    page = parse(response.content)
+    rows = page.select("#result_list tbody tr")
+    assert len(rows) == 100  # the first page of 250
+    assert {text_of(row.select_one("td.field-session")) for row in rows} == {"big"}
+    assert response.context["cl"].result_count == 250
+    # The session filter shows the chosen session, and no list of every session.
+    chosen = page.select('#changelist-filter details[data-filter-title="session"] li')
+    assert [li.get_text(strip=True) for li in chosen] == ["All", "big"]
+    assert "other" not in text_of(page.select_one("#changelist-filter"))
+    assert len(admin_client_.get(f"{url}&p=3").context["cl"].result_list) == 50
+    assert other.cells.count() == 3
+
+
+def test_cell_list_is_read_only_and_its_queries_do_not_grow(
+    admin_client_: Client, make_session: MakeSession
+) -> None:
+    few = make_session(cells=cells(RUNNING))
+    many = make_session(cells=cells(IDLE) * 60)
+    admin_client_.get(f"{reverse(CELLS_URL)}?session={few.pk}")  # warm up
+
+    small, _ = count_queries(admin_client_, f"{reverse(CELLS_URL)}?session={few.pk}")
+    large, response = count_queries(admin_client_, f"{reverse(CELLS_URL)}?session={many.pk}")
+
+    assert small == large
+    assert response.context["has_add_permission"] is False
+    assert response.context["action_form"] is None
+    cell = many.cells.first()
+    assert cell is not None
+    change = admin_client_.get(reverse("admin:kernel_status_cellstatus_change", args=[cell.pk]))
+    assert change.status_code == 200
+    assert change.context["has_change_permission"] is False
+    assert admin_client_.get(reverse("admin:kernel_status_cellstatus_add")).status_code == 403
+
+
+def test_str_names_sessions_and_users(make_session: MakeSession, users: dict[str, User]) -> None:
+    session = make_session("s_named")
+    grant = SessionAccess.objects.select_related("user", "session").get(
+        session=session, user=users["viewer"]
+    )
+    assert str(grant) == "viewer may view s_named"
+    assert str(KernelProcess.objects.get(session=session)) == "s_named (running)"
