@@ -282,6 +282,7 @@ def test_changelist_filter_titles_tell_the_two_states_apart(
     assert titles == ["By derived state", "By kernel process"]
     headers = [th.get_text(strip=True) for th in page.select("#result_list thead th")]
     assert headers == [
+        "",  # the action checkbox
         "Session id",
         "Owner",
         "Notebook",

@@ -213,7 +213,7 @@ def sessions(make_session: MakeSession, settings: Any) -> dict[str, str]:
     settings.KERNEL_STATUS_LIVENESS_WINDOW = timedelta(hours=1)
     make_session("nb-running", cells=cells(IDLE, RUNNING, QUEUED))
     make_session("nb-queued", cells=cells(QUEUED))
-    make_session("nb-idle", cells=[(IDLE, False), (DISABLED, False), (RUNNING, True)])
+    make_session("nb-idle", cells=[(IDLE, False), (DISABLED, False), (IDLE, True)])
     make_session("nb-stopped", kernel=ProcessState.STOPPED, cells=cells(IDLE))
     make_session("nb-silent", heartbeat_age=timedelta(hours=2), cells=cells(RUNNING))
     make_session("nb-not-started", kernel=None)
