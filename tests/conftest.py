@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+import hypothesis
 import pytest
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
@@ -106,3 +108,15 @@ def token_client(users: dict[str, User]) -> Callable[[str], APIClient]:
 def session(users: dict[str, User]) -> Session:
     """The session ``SESSION_ID``, registered through the write API, owned by ``owner``."""
     return mirror.register_session(SESSION_ID, owner=users["owner"], notebook="nb.py")
+
+
+# Hypothesis (tests/test_invariant.py): under CI a derandomized profile with a fixed example
+# count per database run, so a failure reproduces; a faster one while developing.
+# HYPOTHESIS_PROFILE overrides the choice.
+hypothesis.settings.register_profile(
+    "ci", derandomize=True, max_examples=400, deadline=None, database=None, print_blob=True
+)
+hypothesis.settings.register_profile("dev", max_examples=50, deadline=None)
+hypothesis.settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
+)
