@@ -160,14 +160,14 @@ def reference(events: Sequence[KernelEvent], now: datetime) -> Mirror:
             model.kernel.last_heartbeat_at = t
         stops = [e for e in group if isinstance(e, KernelStopped)]
         if stops:
-            kernel = model.kernel = model.kernel or Kernel()
-            kernel.state, kernel.stopped_at = ProcessState.STOPPED, t
+            stopped = model.kernel = model.kernel or Kernel()
+            stopped.state, stopped.stopped_at = ProcessState.STOPPED, t
             codes = [s.exit_code for s in stops if s.exit_code is not None]
             if codes:
-                kernel.exit_code = max(codes)
+                stopped.exit_code = max(codes)
             causes = [s.cause for s in stops if s.cause]
             if causes:
-                kernel.exit_cause = max(causes)
+                stopped.exit_cause = max(causes)
     kernel = model.kernel
     if kernel is not None and kernel.state == ProcessState.RUNNING:
         # Alive: inside the default 60 s liveness window at ``now``.
