@@ -232,6 +232,7 @@ class SessionAdmin(ModelAdmin):
         "kernel_state",
         "status_badge",
         "last_heartbeat_at",
+        "activity_age",
     ]
     list_filter = [DerivedStateFilter, ("kernel__state", KernelProcessFilter)]
     list_select_related = ["owner", "kernel"]
@@ -241,6 +242,7 @@ class SessionAdmin(ModelAdmin):
         "notebook",
         "status_badge",
         "cell_counts",
+        "last_activity",
         "created_at",
         "updated_at",
     )
@@ -305,6 +307,10 @@ class SessionAdmin(ModelAdmin):
     def last_heartbeat_at(self, session: Session) -> SafeString | str:
         kernel = getattr(session, "kernel", None)
         return heartbeat_age(kernel.last_heartbeat_at if kernel is not None else None)
+
+    @admin.display(description=_("last activity"), ordering="last_activity")
+    def activity_age(self, session: Session) -> SafeString | str:
+        return heartbeat_age(session.last_activity)
 
     @admin.display(description=_("cells"))
     def cell_counts(self, session: Session) -> SafeString | str:

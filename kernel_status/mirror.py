@@ -2,7 +2,7 @@
 
 Every write to a session runs in one transaction that first locks the session's row, so
 writers of the same session queue up instead of racing: no IntegrityError, no deadlock (one
-lock, always taken first). A batch costs at most six queries whatever its size.
+lock, always taken first). A batch costs at most seven queries whatever its size.
 
 **The invariant.** For any set of notifications of one session, split into batches in any
 way, with the batches sent in any order and any of them sent again, the final mirror equals
@@ -38,6 +38,13 @@ timestamps a stop wins over a start. Sending the same notification again changes
 ``KERNEL_STATUS_MAX_CLOCK_SKEW`` (default 300 s) is refused with :class:`ClockSkewError`
 before anything is written; one event stamped years ahead would otherwise pin the session.
 :func:`reset_session` clears a session's mirror that is stuck for any other reason.
+
+**Last activity.** ``Session.last_activity`` is the latest of: a kernel start that applies,
+and a cell becoming busy or idle, at the notification's timestamp. A cell becomes busy with a
+``queued`` or ``running`` notification of the current process (counted even when it arrives
+after a newer status, since the cell was busy at that time); it becomes idle when a newer
+notification replaces a busy status with another. Heartbeats, stops, status-less
+notifications and reads never count. It only moves forward, whatever order events arrive in.
 """
 
 from __future__ import annotations
@@ -47,9 +54,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import router, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from kernel_status.choices import CellRuntimeState, ProcessState
+from kernel_status.choices import BUSY_CELL_STATES, CellRuntimeState, ProcessState
 from kernel_status.events import (
     EXIT_CODE_MIN,
     ApplyResult,
@@ -248,6 +256,7 @@ class _BatchState:
         self.cells: dict[str, CellStatus] = {}
         self.dirty_cells: set[str] = set()
         self.reset_at: datetime | None = None
+        self.activity: datetime | None = None  # the latest activity in this batch
 
     def apply(self, batch: Sequence[KernelEvent]) -> ApplyResult:
         cell_ids = {event.cell_id for event in batch if isinstance(event, CellNotification)}
@@ -270,6 +279,16 @@ class _BatchState:
         upsert_cells(
             self.session.pk, (self.cells[cell_id] for cell_id in self.dirty_cells), using=self.using
         )
+        if self.activity is not None:
+            # Only forward: a batch of old events never moves it back.
+            Session.objects.using(self.using).filter(
+                Q(last_activity__isnull=True) | Q(last_activity__lt=self.activity),
+                pk=self.session.pk,
+            ).update(last_activity=self.activity)
+
+    def _active_at(self, at: datetime) -> None:
+        if self.activity is None or at > self.activity:
+            self.activity = at
 
     # --- one event ------------------------------------------------------------------------
 
@@ -305,9 +324,13 @@ class _BatchState:
             if changed:
                 row.notified_at = at
         status = event.status
+        if status in BUSY_CELL_STATES:
+            self._active_at(at)  # the cell was busy then, whatever came after
         if status is not None and is_newer(
             at, STATUS_TIE_RANK[status], row.status_at, STATUS_TIE_RANK[row.status]
         ):
+            if row.status in BUSY_CELL_STATES and status not in BUSY_CELL_STATES:
+                self._active_at(at)  # the cell became idle
             row.status, row.status_at = status, at
             changed = True
         stale = event.stale_inputs
@@ -337,6 +360,7 @@ class _BatchState:
             kernel.exit_cause, kernel.exit_cause_at = "", None
         kernel.state = ProcessState.RUNNING if kernel.stopped_at is None else ProcessState.STOPPED
         self.kernel_dirty = True
+        self._active_at(at)
         # A new process has run nothing.
         self.reset_at = at
         for cell_id, row in self.cells.items():

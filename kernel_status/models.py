@@ -70,6 +70,15 @@ class Session(models.Model):
     notebook = models.CharField(_("notebook"), max_length=1024)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    last_activity = models.DateTimeField(
+        _("last activity"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "When the kernel last started or a cell last became busy or idle, by the "
+            "notification's timestamp. Reads never change it."
+        ),
+    )
 
     objects = SessionQuerySet.as_manager()
 
@@ -79,6 +88,8 @@ class Session(models.Model):
         permissions = [
             # Granted to the service accounts of kernel hosts; edit access does not imply it.
             ("report_kernel_events", _("Can report kernel and cell events of any session")),
+            # Granted to cullers and dashboards: GET /api/kernel/sessions lists every session.
+            ("view_all_sessions", _("Can list every session and its state")),
         ]
         constraints = [
             models.CheckConstraint(

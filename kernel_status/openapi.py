@@ -1,4 +1,4 @@
-"""The OpenAPI documentation of the two endpoints: parameters, answers and examples.
+"""The OpenAPI documentation of the endpoints: parameters, answers and examples.
 
 Kept apart from :mod:`kernel_status.views`, so that the views read as views; the
 drf-spectacular extensions for our own field types are in :mod:`kernel_status.schema`.
@@ -13,12 +13,20 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 
+from kernel_status.choices import SessionState
 from kernel_status.headers import SESSION_ID_HEADER
+from kernel_status.listing import (
+    DEFAULT_PAGE_SIZE,
+    MAX_IDLE_FOR_SECONDS,
+    MAX_PAGE_SIZE,
+    VIEW_ALL_PERMISSION,
+)
 from kernel_status.serializers import (
     BatchErrorSerializer,
     ErrorSerializer,
     KernelEventBatchResultSerializer,
     KernelEventBatchSerializer,
+    KernelSessionSerializer,
     KernelStatusResponseSerializer,
 )
 from kernel_status.validators import SESSION_ID_MAX_LENGTH, id_schema
@@ -50,6 +58,21 @@ RETRY_AFTER_HEADER = OpenApiParameter(
     response=[503],
 )
 
+IF_NONE_MATCH_PARAMETER = OpenApiParameter(
+    "If-None-Match",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The `ETag` of the answer the client has; 304 with no body if it is current.",
+)
+ETAG_HEADER = OpenApiParameter(
+    "ETag",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 304],
+    description="Entity tag of the body; changes exactly when the body changes.",
+)
+
 NOT_AUTHENTICATED = _error(
     "NotAuthenticated", "Not authenticated.", "Authentication credentials were not provided."
 )
@@ -69,15 +92,29 @@ status_schema = extend_schema(
     summary="Is this session's kernel busy?",
     description=(
         "Derived state of the kernel of the session named by the `Marimo-Session-Id` "
-        "header. Requires edit access to that session. Responses are never cached."
+        "header. Requires edit access to that session. Successful answers carry an "
+        "`ETag` (a hash of the body: it changes exactly when the body changes) and "
+        "`Cache-Control: private, no-cache`; send the tag back in `If-None-Match` to get "
+        "304 with no body while nothing changed. Permission is checked first, so a caller "
+        "without access gets the 401, 403 or 404, never a 304. Errors carry "
+        "`Cache-Control: no-store`."
     ),
     tags=["kernel"],
-    parameters=[SESSION_ID_PARAMETER, RETRY_AFTER_HEADER],
+    parameters=[SESSION_ID_PARAMETER, IF_NONE_MATCH_PARAMETER, ETAG_HEADER, RETRY_AFTER_HEADER],
     responses={
         200: OpenApiResponse(
             response=KernelStatusResponseSerializer,
             description="The kernel's state.",
-            examples=[OpenApiExample("Running", value={"state": "running"})],
+            examples=[
+                OpenApiExample(
+                    "Running",
+                    value={"state": "running", "last_activity": "2026-01-05T09:30:12.250000Z"},
+                )
+            ],
+        ),
+        304: OpenApiResponse(
+            response=None,
+            description="Not modified: `If-None-Match` names the current `ETag`. No body.",
         ),
         400: OpenApiResponse(
             response=ErrorSerializer,
@@ -167,6 +204,67 @@ events_schema = extend_schema(
             "The body is not JSON.",
             'Unsupported media type "text/plain" in request.',
         ),
+        503: DATABASE_UNAVAILABLE,
+    },
+)
+
+
+CURSOR_DESCRIPTION = "Where the page starts: from the `next` or `previous` link."
+PAGE_SIZE_DESCRIPTION = (
+    f"Sessions per page, from 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."
+)
+
+sessions_schema = extend_schema(
+    operation_id="kernel_sessions",
+    summary="The sessions the caller may edit, with their states",
+    description=(
+        "Sessions the caller may edit (every session for holders of the "
+        f"`{VIEW_ALL_PERMISSION}` permission, such as a culler's service account), in a "
+        "stable order, a page at a time: follow `next` until it is null. Each entry's "
+        "`state` is derived as for `GET /api/kernel/status`. One database query per page. "
+        "Answers carry `Cache-Control: no-store`."
+    ),
+    tags=["kernel"],
+    parameters=[
+        OpenApiParameter("cursor", str, OpenApiParameter.QUERY, description=CURSOR_DESCRIPTION),
+        OpenApiParameter(
+            "page_size", int, OpenApiParameter.QUERY, description=PAGE_SIZE_DESCRIPTION
+        ),
+        OpenApiParameter(
+            "state",
+            str,
+            OpenApiParameter.QUERY,
+            enum=SessionState.values,
+            description="Only sessions in this state.",
+        ),
+        OpenApiParameter(
+            "idle_for",
+            float,
+            OpenApiParameter.QUERY,
+            description="Only sessions that are idle or stopped and had no activity for at "
+            "least this many seconds (a session with no activity yet counts from its "
+            f"registration). From 0 to {MAX_IDLE_FOR_SECONDS}.",
+        ),
+        RETRY_AFTER_HEADER,
+    ],
+    responses={
+        200: OpenApiResponse(
+            response=KernelSessionSerializer(many=True),
+            description="A page of sessions; `next` is null on the last page.",
+        ),
+        400: OpenApiResponse(
+            response=ErrorSerializer,
+            description="A filter, cursor or page size that cannot be used, or an unknown "
+            "query parameter.",
+            examples=[
+                OpenApiExample(
+                    "InvalidFilter",
+                    value={"detail": "state must be one of idle, running, stopped, not 'busy'."},
+                )
+            ],
+        ),
+        401: NOT_AUTHENTICATED,
+        405: _error("MethodNotAllowed", "Method other than GET.", 'Method "POST" not allowed.'),
         503: DATABASE_UNAVAILABLE,
     },
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import TextChoices
@@ -65,6 +65,35 @@ class KernelStatusResponseSerializer(serializers.Serializer[Session]):
         help_text="`stopped`: the kernel process is not alive. `running`: alive, and a cell is "
         "queued or running. `idle`: alive, and no cell is queued or running.",
     )
+    # Optional in the schema (neither required nor read-only), so clients generated before
+    # it existed keep working, and new clients accept answers from older servers.
+    last_activity = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default_timezone=UTC,
+        help_text="When the kernel last started or a cell last became busy or idle (ISO 8601, "
+        "UTC); null when nothing happened yet. Reads never change it.",
+    )
+
+
+@extend_schema_serializer(component_name="KernelSession")
+class KernelSessionSerializer(serializers.Serializer[Session]):
+    """One session of `GET /api/kernel/sessions`."""
+
+    session_id = serializers.CharField(read_only=True, help_text="The Marimo-Session-Id.")
+    notebook = serializers.CharField(read_only=True, help_text="The notebook's path.")
+    state = SessionStateField(
+        read_only=True, help_text="The same derived state as `GET /api/kernel/status`."
+    )
+    last_activity = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        default_timezone=UTC,
+        help_text="When the kernel last started or a cell last became busy or idle (UTC); "
+        "null when nothing happened yet. Reads never change it.",
+    )
+    queued_cells = serializers.IntegerField(read_only=True, help_text="Cells queued to run.")
+    running_cells = serializers.IntegerField(read_only=True, help_text="Cells running now.")
 
 
 @extend_schema_serializer(component_name="KernelStatusError")

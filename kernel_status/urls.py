@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from kernel_status.session_list import KernelSessionListView
 from kernel_status.views import KernelEventsView, KernelStatusView
 
 app_name = "kernel_status"
@@ -11,4 +12,5 @@ app_name = "kernel_status"
 urlpatterns = [
     path("kernel/status", KernelStatusView.as_view(), name="status"),
     path("kernel/events", KernelEventsView.as_view(), name="events"),
+    path("kernel/sessions", KernelSessionListView.as_view(), name="sessions"),
 ]

@@ -11,14 +11,16 @@ from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError
 from django.db.models import Model
+from django.utils.cache import patch_vary_headers
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from kernel_status.conditional import body_etag, none_match
 from kernel_status.exceptions import DatabaseUnavailable, InvalidEventBatch, SessionNotFound
-from kernel_status.headers import get_session_id
+from kernel_status.headers import SESSION_ID_HEADER, get_session_id
 from kernel_status.ingest import EventBatchParser, ingest
 from kernel_status.models import Session, SessionQuerySet
 from kernel_status.openapi import events_schema, status_schema
@@ -55,6 +57,9 @@ class KernelAPIView(GenericAPIView[_M]):
     content_negotiation_class = JSONOnlyNegotiation
     pagination_class = None
     filter_backends = []
+    # "no-store" for every answer; views with conditional GETs let caches keep their
+    # successful answers, provided they revalidate each time.
+    success_cache_control = "no-store"
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, OperationalError | InterfaceError):
@@ -68,8 +73,12 @@ class KernelAPIView(GenericAPIView[_M]):
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
-        # The mirror changes constantly: no answer, errors included, may be cached.
-        response["Cache-Control"] = "no-store"
+        # The mirror changes constantly: no answer may be used without asking again, and
+        # errors may not be stored at all.
+        success = response.status_code in (200, 304)
+        response["Cache-Control"] = self.success_cache_control if success else "no-store"
+        if response.status_code == 304:
+            del response["Content-Type"]  # no body
         return response
 
 
@@ -84,6 +93,7 @@ class KernelStatusView(KernelAPIView[Session]):
     permission_classes = [HasSessionEditAccess]
     serializer_class = KernelStatusResponseSerializer
     http_method_names = ["get"]
+    success_cache_control = "private, no-cache"
 
     def get_queryset(self) -> SessionQuerySet:
         return Session.objects.visible_to(self.request.user).with_state()
@@ -92,7 +102,7 @@ class KernelStatusView(KernelAPIView[Session]):
         session_id = get_session_id(self.request)
         # One query: access level and derived state come back as annotations.
         try:
-            session = self.get_queryset().only("pk").get(session_id=session_id)
+            session = self.get_queryset().only("pk", "last_activity").get(session_id=session_id)
         except Session.DoesNotExist:
             raise SessionNotFound() from None
         self.check_object_permissions(self.request, session)
@@ -100,7 +110,16 @@ class KernelStatusView(KernelAPIView[Session]):
 
     @status_schema
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return Response(self.get_serializer(self.get_object()).data)
+        # get_object() checks every permission first: a 304 reveals no more than a 200.
+        data = self.get_serializer(self.get_object()).data
+        etag = body_etag(JSONRenderer().render(data))
+        if none_match(request.headers.get("If-None-Match"), etag):
+            response = Response(data)
+        else:
+            response = Response(status=304)
+        response["ETag"] = etag
+        patch_vary_headers(response, ["Authorization", SESSION_ID_HEADER])
+        return response
 
 
 class KernelEventsView(KernelAPIView[Any]):

@@ -289,6 +289,7 @@ def test_changelist_filter_titles_tell_the_two_states_apart(
         "Kernel process",
         "Derived state",
         "Last heartbeat",
+        "Last activity",
     ]
 
 
@@ -376,7 +377,7 @@ def test_changelist_search_by_session_id_and_owner(
     assert row_ids(response.content) == expected
 
 
-@pytest.mark.parametrize("column", range(6))
+@pytest.mark.parametrize("column", range(8))
 @pytest.mark.parametrize("direction", ["", "-"])
 def test_changelist_sorts_by_every_column(
     admin_client_: Client, situations: dict[str, Session], column: int, direction: str
@@ -385,6 +386,33 @@ def test_changelist_sorts_by_every_column(
 
     assert response.status_code == 200
     assert row_ids(response.content) == set(SITUATIONS)
+
+
+@pytest.mark.parametrize("direction", ["", "-"])
+def test_changelist_shows_and_sorts_by_last_activity(
+    admin_client_: Client, situations: dict[str, Session], direction: str
+) -> None:
+    # Activity in an order unrelated to ids and creation.
+    ids = sorted(SITUATIONS, key=lambda sid: sid[::-1])
+    base = timezone.now() - timedelta(hours=1)
+    for minutes, session_id in enumerate(ids):
+        Session.objects.filter(session_id=session_id).update(
+            last_activity=base + timedelta(minutes=minutes)
+        )
+    column = 7  # last activity: after the action checkbox and six columns
+    response = admin_client_.get(reverse(CHANGELIST_URL), {"o": f"{direction}{column}"})
+
+    assert response.status_code == 200
+    rows = result_rows(response.content)
+    shown = [row["session_id"].get_text(strip=True) for row in rows]
+    assert shown == (ids if direction == "" else ids[::-1])
+    for row, session_id in zip(rows, shown, strict=True):
+        activity = Session.objects.get(session_id=session_id).last_activity
+        assert activity is not None
+        age = row["activity_age"].find("time")
+        assert isinstance(age, Tag)
+        assert age["datetime"] == activity.isoformat()
+        assert re.fullmatch(r"\d+ (min|h) ago", age.get_text()), age
 
 
 # Variants of sessions that each filter matches; cycled through to build the datasets.

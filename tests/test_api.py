@@ -38,8 +38,8 @@ def test_editors_get_the_state(
     response = get_status(token_client(username), session.session_id)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert response["Cache-Control"] == "no-store"
-    assert response.json() == {"state": "running"}
+    assert response["Cache-Control"] == "private, no-cache"
+    assert response.json() == {"state": "running", "last_activity": None}
 
 
 def test_viewer_gets_403_edit_required(
@@ -85,7 +85,10 @@ def test_owner_needs_no_grant(
 ) -> None:
     session = make_session()
     SessionAccess.objects.filter(session=session).delete()
-    assert get_status(token_client("owner"), session.session_id).json() == {"state": "idle"}
+    assert get_status(token_client("owner"), session.session_id).json() == {
+        "state": "idle",
+        "last_activity": None,
+    }
 
 
 def test_anonymous_gets_401_with_www_authenticate(make_session: MakeSession) -> None:
@@ -134,7 +137,10 @@ def test_session_authentication_works_too(
     session = make_session(cells=cells(Cell.QUEUED))
     client = APIClient()
     client.force_login(users["editor"])
-    assert get_status(client, session.session_id).json() == {"state": "running"}
+    assert get_status(client, session.session_id).json() == {
+        "state": "running",
+        "last_activity": None,
+    }
 
 
 def test_inactive_superuser_has_no_access(
@@ -180,7 +186,10 @@ def test_header_of_exactly_128_characters_is_accepted(
     make_session: MakeSession, token_client: Callable[[str], APIClient]
 ) -> None:
     session = make_session("x" * 128)
-    assert get_status(token_client("editor"), session.session_id).json() == {"state": "idle"}
+    assert get_status(token_client("editor"), session.session_id).json() == {
+        "state": "idle",
+        "last_activity": None,
+    }
 
 
 def test_bad_header_from_anonymous_is_401_first(make_session: MakeSession) -> None:
@@ -200,7 +209,10 @@ def test_non_ascii_session_ids_are_matched_exactly(
     make_session(session_id)
     client = APIClient()
     client.force_authenticate(users["editor"])
-    assert get_status(client, as_sent_by_a_server(session_id)).json() == {"state": "idle"}
+    assert get_status(client, as_sent_by_a_server(session_id)).json() == {
+        "state": "idle",
+        "last_activity": None,
+    }
     assert get_status(client, as_sent_by_a_server("sesame")).status_code == 404
 
 
@@ -236,7 +248,7 @@ def test_utf8_header_over_real_http(
     connection.endheaders()
     response = connection.getresponse()
     assert response.status == 200
-    assert json.loads(response.read()) == {"state": "idle"}
+    assert json.loads(response.read()) == {"state": "idle", "last_activity": None}
 
 
 @pytest.mark.parametrize("accept", ["text/html", "application/xml", "*/*", "text/plain"])
@@ -250,7 +262,7 @@ def test_answers_are_json_whatever_the_accept_header(
     response = get_status(client, session.session_id, HTTP_ACCEPT=accept)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"state": "idle"}
+    assert response.json() == {"state": "idle", "last_activity": None}
 
 
 # --- methods -----------------------------------------------------------------------------------
@@ -294,7 +306,7 @@ def test_one_query_after_authentication(
     client = APIClient()
     client.force_authenticate(users["editor"])  # no authentication query
     response, queries = run_counting_queries(client, session.session_id)
-    assert response.json() == {"state": "running"}
+    assert response.json() == {"state": "running", "last_activity": None}
     assert len(queries) == 1
 
 

@@ -15,7 +15,11 @@ from kernel_status.serializers import EVENT_SERIALIZERS
 from kernel_status.validators import cell_id_problem, session_id_problem
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.yml"
-OPERATIONS = [("/api/kernel/status", "get"), ("/api/kernel/events", "post")]
+OPERATIONS = [
+    ("/api/kernel/status", "get"),
+    ("/api/kernel/events", "post"),
+    ("/api/kernel/sessions", "get"),
+]
 ID_SCHEMA: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
@@ -45,6 +49,13 @@ def test_response_component_and_enum_names_are_pinned(schema: dict[str, Any]) ->
     components = schema["components"]["schemas"]
     response = components["KernelStatusResponse"]
     assert response["required"] == ["state"]
+    # Optional and nullable: clients generated before it existed keep working.
+    assert response["properties"]["last_activity"] == {
+        "type": "string",
+        "format": "date-time",
+        "nullable": True,
+        "description": response["properties"]["last_activity"]["description"],
+    }
     assert response["properties"]["state"]["allOf"] == [
         {"$ref": "#/components/schemas/KernelStatusStateEnum"}
     ]
@@ -55,20 +66,30 @@ def test_response_component_and_enum_names_are_pinned(schema: dict[str, Any]) ->
 def test_operation_documents_header_and_every_response(schema: dict[str, Any]) -> None:
     operation = schema["paths"]["/api/kernel/status"]["get"]
     assert list(schema["paths"]["/api/kernel/status"]) == ["get"]
-    assert operation["parameters"] == [
-        {
+    by_name = {p["name"]: p for p in operation["parameters"]}
+    assert by_name == {
+        "If-None-Match": {
+            "in": "header",
+            "name": "If-None-Match",
+            "schema": {"type": "string"},
+            "description": by_name["If-None-Match"]["description"],
+        },
+        "Marimo-Session-Id": {
             "in": "header",
             "name": "Marimo-Session-Id",
             "schema": ID_SCHEMA,
-            "description": operation["parameters"][0]["description"],
+            "description": by_name["Marimo-Session-Id"]["description"],
             "required": True,
-        }
-    ]
+        },
+    }
     responses = operation["responses"]
-    assert sorted(responses) == ["200", "400", "401", "403", "404", "405", "503"]
+    assert sorted(responses) == ["200", "304", "400", "401", "403", "404", "405", "503"]
     assert responses["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/KernelStatusResponse"
     }
+    for code in ["200", "304"]:
+        assert responses[code]["headers"]["ETag"]["schema"] == {"type": "string"}
+    assert "content" not in responses["304"]
     for code in ["400", "401", "403", "404", "405", "503"]:
         assert responses[code]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/KernelStatusError"
@@ -129,6 +150,30 @@ def test_id_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
         and re.fullmatch(ID_SCHEMA["pattern"], value) is not None
     )
     assert by_schema == (session_id_problem(value) is None) == (cell_id_problem(value) is None)
+
+
+def test_listing_documents_filters_pages_and_errors(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/api/kernel/sessions"]["get"]
+    assert operation["operationId"] == "kernel_sessions"
+    assert {p["name"] for p in operation["parameters"]} == {
+        "state",
+        "idle_for",
+        "cursor",
+        "page_size",
+    }
+    responses = operation["responses"]
+    assert sorted(responses) == ["200", "400", "401", "405", "503"]
+    assert responses["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PaginatedKernelSessionList"
+    }
+    for code in ["400", "401", "405", "503"]:
+        assert responses[code]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/KernelStatusError"
+        }
+    entry = schema["components"]["schemas"]["KernelSession"]
+    assert sorted(entry["required"]) == sorted(
+        ["session_id", "notebook", "state", "last_activity", "queued_cells", "running_cells"]
+    )
 
 
 def test_security_comes_from_authentication_classes(schema: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def editor(token_client: Callable[[str], APIClient]) -> APIClient:
 def assert_state(client: APIClient, session: Session, expected: SessionState) -> None:
     response = get_status(client, session.session_id)
     assert response.status_code == 200
-    assert response.json() == {"state": expected}
+    assert response.json() == {"state": expected, "last_activity": None}
     assert Session.objects.with_state().get(pk=session.pk).state == expected
 
 

@@ -322,7 +322,7 @@ def test_a_fresh_host_project_with_the_wheel_answers_the_endpoint(
         server["url"],
         {"Authorization": f"Token {server['token']}", "Marimo-Session-Id": SESSION_ID},
     )
-    assert (status, body) == (200, {"state": "running"})
+    assert (status, body["state"]) == (200, "running")
 
     status, headers, body = get(server["url"], {"Marimo-Session-Id": SESSION_ID})
     assert status == 401

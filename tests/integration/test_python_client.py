@@ -23,11 +23,13 @@ import httpx
 import pytest
 from django.core.management import call_command
 from kernel_status_client import AuthenticatedClient
-from kernel_status_client.api.kernel import kernel_status
+from kernel_status_client.api.kernel import kernel_sessions, kernel_status
 from kernel_status_client.models import (
+    KernelSessionsState,
     KernelStatusError,
     KernelStatusResponse,
     KernelStatusStateEnum,
+    PaginatedKernelSessionList,
 )
 from pytest_django.live_server_helper import LiveServer
 
@@ -191,7 +193,7 @@ def test_each_state(
     with client_for(live_server, demo["users"]["editor"]) as client:
         response = kernel_status.sync_detailed(client=client, marimo_session_id=session_id)
         assert response.status_code == 200
-        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Cache-Control"] == "private, no-cache"
         assert isinstance(response.parsed, KernelStatusResponse)
         assert response.parsed.state is state
         assert kernel_status.sync(client=client, marimo_session_id=session_id) == response.parsed
@@ -204,7 +206,42 @@ def test_async_call(live_server: LiveServer, demo: dict[str, Any]) -> None:
                 client=client, marimo_session_id=demo["sessions"]["running"]
             )
 
-    assert asyncio.run(ask()) == KernelStatusResponse(state=KernelStatusStateEnum.RUNNING)
+    assert asyncio.run(ask()) == KernelStatusResponse(
+        state=KernelStatusStateEnum.RUNNING, last_activity=None
+    )
+
+
+def test_conditional_read(live_server: LiveServer, demo: dict[str, Any]) -> None:
+    session_id = demo["sessions"]["idle"]
+    with client_for(live_server, demo["users"]["editor"]) as client:
+        full = kernel_status.sync_detailed(client=client, marimo_session_id=session_id)
+        etag = full.headers["ETag"]
+        again = kernel_status.sync_detailed(
+            client=client, marimo_session_id=session_id, if_none_match=etag
+        )
+        assert (again.status_code, again.content, again.parsed) == (304, b"", None)
+        assert again.headers["ETag"] == etag
+
+
+def test_session_listing(live_server: LiveServer, demo: dict[str, Any]) -> None:
+    with client_for(live_server, demo["users"]["editor"]) as client:
+        page = kernel_sessions.sync(client=client, page_size=2)
+        assert isinstance(page, PaginatedKernelSessionList)
+        seen = [entry.session_id for entry in page.results]
+        while isinstance(page.next_, str):
+            cursor = httpx.URL(page.next_).params["cursor"]
+            page = kernel_sessions.sync(client=client, page_size=2, cursor=cursor)
+            assert isinstance(page, PaginatedKernelSessionList)
+            seen += [entry.session_id for entry in page.results]
+        assert sorted(seen) == sorted(demo["sessions"].values())
+        idle = kernel_sessions.sync(client=client, state=KernelSessionsState.IDLE)
+        assert isinstance(idle, PaginatedKernelSessionList)
+        assert [(e.session_id, e.state) for e in idle.results] == [
+            (demo["sessions"]["idle"], KernelStatusStateEnum.IDLE)
+        ]
+        bad = kernel_sessions.sync_detailed(client=client, idle_for=-1)
+        assert bad.status_code == 400
+        assert isinstance(bad.parsed, KernelStatusError)
 
 
 @pytest.mark.parametrize(

@@ -15,18 +15,24 @@ type Operation = operations["kernel_status"];
 
 /** `"idle" | "running" | "stopped"`. */
 export type SessionState = components["schemas"]["KernelStatusStateEnum"];
-/** The 200 body: `{ state }`. */
-export type KernelStatusResponse = components["schemas"]["KernelStatusResponse"];
+/** The 200 body: `{ state, last_activity }`; `last_activity` is `null` when none is recorded. */
+export type KernelStatusResponse = Required<components["schemas"]["KernelStatusResponse"]>;
 /** The body of every error answer: `{ detail }`. */
 export type KernelStatusErrorBody = components["schemas"]["KernelStatusError"];
 /** The error statuses the schema documents: 400, 401, 403, 404, 405 and 503. */
-export type KernelStatusErrorStatus = Exclude<keyof Operation["responses"], 200>;
+export type KernelStatusErrorStatus = Exclude<keyof Operation["responses"], 200 | 304>;
 
 /** The endpoint's path. It is checked against the schema, so a renamed path fails to build. */
 export const KERNEL_STATUS_PATH = "/api/kernel/status" satisfies keyof paths;
 /** The request header that names the session. Checked against the schema too. */
 export const SESSION_ID_HEADER =
   "Marimo-Session-Id" satisfies keyof Operation["parameters"]["header"];
+/** The conditional request header; 304 means the answer with that `ETag` is still current. */
+export const IF_NONE_MATCH_HEADER = "If-None-Match" satisfies keyof NonNullable<
+  Operation["parameters"]["header"]
+>;
+// 304 is documented, so a schema without it fails the build here.
+const NOT_MODIFIED = 304 satisfies keyof Operation["responses"];
 /** Every state, in the schema's order. */
 export const KERNEL_STATES: readonly SessionState[] = kernelStatusStateEnumValues;
 
@@ -100,6 +106,16 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
 }
 
+export interface ConditionalRequestOptions extends RequestOptions {
+  /** The `etag` of an earlier answer: the server answers 304 (no body) if it is still current. */
+  etag?: string | undefined;
+}
+
+/** An answer to a conditional read: the new body, or word that the one with `etag` is current. */
+export type ConditionalAnswer =
+  | { readonly notModified: false; readonly etag: string | undefined; readonly body: KernelStatusResponse }
+  | { readonly notModified: true; readonly etag: string | undefined };
+
 export interface WaitOptions extends RequestOptions {
   /** Give up after this long, with a `WaitTimeoutError`. Default 30 000 ms. */
   timeoutMs?: number | undefined;
@@ -137,6 +153,23 @@ export class KernelStatusClient {
     sessionId: string,
     { signal }: RequestOptions = {},
   ): Promise<KernelStatusResponse> {
+    const answer = await this.getKernelStatusIfChanged(sessionId, { signal });
+    if (answer.notModified) {
+      // Only an If-None-Match can produce a 304, and none was sent.
+      throw new UnexpectedResponseError(NOT_MODIFIED, "");
+    }
+    return answer.body;
+  }
+
+  /**
+   * A conditional read: with `etag` from an earlier answer, the server answers 304 with no
+   * body (`notModified: true`) while the state and last activity are unchanged, which saves
+   * the body on every poll. Errors reject as for `getKernelStatus`.
+   */
+  async getKernelStatusIfChanged(
+    sessionId: string,
+    { signal, etag }: ConditionalRequestOptions = {},
+  ): Promise<ConditionalAnswer> {
     const headers: Record<string, string> = {
       Accept: "application/json",
       [SESSION_ID_HEADER]: sessionId,
@@ -144,11 +177,24 @@ export class KernelStatusClient {
     if (this.#token !== undefined) {
       headers["Authorization"] = `Token ${this.#token}`;
     }
+    if (etag !== undefined) {
+      headers[IF_NONE_MATCH_HEADER] = etag;
+    }
+    // With If-None-Match set by the caller, fetch bypasses the HTTP cache (its mode becomes
+    // "no-store"), so a browser hands the 304 to us instead of answering from its cache.
     const response = await this.#fetch(this.url, { method: "GET", headers, signal: signal ?? null });
+    const newEtag = response.headers.get("ETag") ?? undefined;
     const text = await response.text();
+    if (response.status === NOT_MODIFIED && etag !== undefined) {
+      return { notModified: true, etag: newEtag ?? etag };
+    }
     const body = parseJson(text);
     if (response.status === 200 && isStatusBody(body)) {
-      return { state: body.state };
+      return {
+        notModified: false,
+        etag: newEtag,
+        body: { state: body.state, last_activity: body.last_activity ?? null },
+      };
     }
     if (isErrorStatus(response.status) && isErrorBody(body)) {
       throw new KernelStatusError(response.status, body.detail, sessionId);
@@ -164,6 +210,8 @@ export class KernelStatusClient {
    * clears its timers and rejects with a `WaitTimeoutError`. An error answer (for example a 404)
    * rejects at once with its `KernelStatusError`. Aborting `signal` rejects with its reason.
    * A stopped kernel is polled like a running one, since it may be started again.
+   * Each poll after the first sends the last `ETag` in `If-None-Match`, so while nothing
+   * changes the server answers 304 with no body.
    */
   async waitUntilIdle(sessionId: string, options: WaitOptions = {}): Promise<KernelStatusResponse> {
     const { timeoutMs = 30_000, intervalMs = 250, maxIntervalMs = 5_000, signal } = options;
@@ -183,11 +231,23 @@ export class KernelStatusClient {
     signal?.addEventListener("abort", forwardAbort, { once: true });
     try {
       let pause = intervalMs;
+      let last: KernelStatusResponse | undefined;
+      let etag: string | undefined;
       for (;;) {
-        const answer = await this.getKernelStatus(sessionId, { signal: controller.signal });
-        lastState = answer.state;
-        if (answer.state === "idle") {
-          return answer;
+        const answer = await this.getKernelStatusIfChanged(sessionId, {
+          signal: controller.signal,
+          etag: last === undefined ? undefined : etag,
+        });
+        etag = answer.etag;
+        if (!answer.notModified) {
+          last = answer.body;
+        }
+        if (last === undefined) {
+          throw new UnexpectedResponseError(NOT_MODIFIED, "");
+        }
+        lastState = last.state;
+        if (last.state === "idle") {
+          return last;
         }
         await sleep(pause, controller.signal);
         pause = Math.min(pause * 2, maxIntervalMs);
@@ -216,8 +276,12 @@ function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function isStatusBody(body: unknown): body is KernelStatusResponse {
-  return isRecord(body) && KERNEL_STATES.includes(body["state"] as SessionState);
+function isStatusBody(body: unknown): body is components["schemas"]["KernelStatusResponse"] {
+  if (!isRecord(body) || !KERNEL_STATES.includes(body["state"] as SessionState)) {
+    return false;
+  }
+  const lastActivity = body["last_activity"];
+  return lastActivity === undefined || lastActivity === null || typeof lastActivity === "string";
 }
 
 function isErrorBody(body: unknown): body is KernelStatusErrorBody {

@@ -24,6 +24,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kernel/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The sessions the caller may edit, with their states
+         * @description Sessions the caller may edit (every session for holders of the `kernel_status.view_all_sessions` permission, such as a culler's service account), in a stable order, a page at a time: follow `next` until it is null. Each entry's `state` is derived as for `GET /api/kernel/status`. One database query per page. Answers carry `Cache-Control: no-store`.
+         */
+        get: operations["kernel_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kernel/status": {
         parameters: {
             query?: never;
@@ -33,7 +53,7 @@ export interface paths {
         };
         /**
          * Is this session's kernel busy?
-         * @description Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit access to that session. Responses are never cached.
+         * @description Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match` to get 304 with no body while nothing changed. Permission is checked first, so a caller without access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
          */
         get: operations["kernel_status"];
         put?: never;
@@ -117,6 +137,24 @@ export interface components {
         };
         /** @enum {string} */
         KernelHeartbeatEventOpEnum: "kernel-heartbeat";
+        /** @description One session of `GET /api/kernel/sessions`. */
+        KernelSession: {
+            /** @description The Marimo-Session-Id. */
+            readonly session_id: string;
+            /** @description The notebook's path. */
+            readonly notebook: string;
+            /** @description The same derived state as `GET /api/kernel/status`. */
+            readonly state: components["schemas"]["KernelStatusStateEnum"];
+            /**
+             * Format: date-time
+             * @description When the kernel last started or a cell last became busy or idle (UTC); null when nothing happened yet. Reads never change it.
+             */
+            readonly last_activity: string | null;
+            /** @description Cells queued to run. */
+            readonly queued_cells: number;
+            /** @description Cells running now. */
+            readonly running_cells: number;
+        };
         /**
          * @description When the new kernel process started.
          *
@@ -147,6 +185,11 @@ export interface components {
         KernelStatusResponse: {
             /** @description `stopped`: the kernel process is not alive. `running`: alive, and a cell is queued or running. `idle`: alive, and no cell is queued or running. */
             readonly state: components["schemas"]["KernelStatusStateEnum"];
+            /**
+             * Format: date-time
+             * @description When the kernel last started or a cell last became busy or idle (ISO 8601, UTC); null when nothing happened yet. Reads never change it.
+             */
+            last_activity?: string | null;
         };
         /**
          * @description Derived state of a session's kernel, as `GET /api/kernel/status` answers it.
@@ -171,6 +214,19 @@ export interface components {
         };
         /** @enum {string} */
         KernelStoppedEventOpEnum: "kernel-stopped";
+        PaginatedKernelSessionList: {
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?cursor=cD00ODY%3D"
+             */
+            next?: string | null;
+            /**
+             * Format: uri
+             * @example http://api.example.org/accounts/?cursor=cj0xJnA9NDg3
+             */
+            previous?: string | null;
+            results: components["schemas"]["KernelSession"][];
+        };
     };
     responses: never;
     parameters: never;
@@ -290,10 +346,79 @@ export interface operations {
             };
         };
     };
+    kernel_sessions: {
+        parameters: {
+            query?: {
+                /** @description Where the page starts: from the `next` or `previous` link. */
+                cursor?: string;
+                /** @description Only sessions that are idle or stopped and had no activity for at least this many seconds (a session with no activity yet counts from its registration). From 0 to 3153600000. */
+                idle_for?: number;
+                /** @description Sessions per page, from 1 to 1000 (default 100). */
+                page_size?: number;
+                /** @description Only sessions in this state. */
+                state?: "idle" | "running" | "stopped";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of sessions; `next` is null on the last page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PaginatedKernelSessionList"];
+                };
+            };
+            /** @description A filter, cursor or page size that cannot be used, or an unknown query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description Not authenticated. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description Method other than GET. */
+            405: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+        };
+    };
     kernel_status: {
         parameters: {
             query?: never;
             header: {
+                /** @description The `ETag` of the answer the client has; 304 with no body if it is current. */
+                "If-None-Match"?: string;
                 /** @description Id of the notebook session: 1 to 128 characters, not only whitespace, no control characters. UTF-8 on the wire. */
                 "Marimo-Session-Id": string;
             };
@@ -305,11 +430,22 @@ export interface operations {
             /** @description The kernel's state. */
             200: {
                 headers: {
+                    /** @description Entity tag of the body; changes exactly when the body changes. */
+                    ETag?: string;
                     [name: string]: unknown;
                 };
                 content: {
                     "application/json": components["schemas"]["KernelStatusResponse"];
                 };
+            };
+            /** @description Not modified: `If-None-Match` names the current `ETag`. No body. */
+            304: {
+                headers: {
+                    /** @description Entity tag of the body; changes exactly when the body changes. */
+                    ETag?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Header missing, empty, too long, not UTF-8 or with control characters. */
             400: {
@@ -378,6 +514,7 @@ type ReadonlyArray<T> = [
 ] extends [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
+export const pathsApiKernelSessionsGetParametersQueryStateValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/kernel/sessions"]["get"]["parameters"]["query"]["state"]> = ["idle", "running", "stopped"];
 export const cellOpEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEvent"]["op"]> = ["cell-op"];
 export const cellOpEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEventOpEnum"]> = ["cell-op"];
 export const cellRuntimeStateEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellRuntimeStateEnum"]> = ["idle", "queued", "running", "disabled-transitively"];

@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
 import {
+  IF_NONE_MATCH_HEADER,
   KERNEL_STATES,
   KERNEL_STATUS_PATH,
   KernelStatusClient,
@@ -85,13 +86,14 @@ describe("getKernelStatus: each state, as the editor", () => {
   for (const [situation, state] of Object.entries(expected)) {
     it(`${situation} -> ${state}`, async () => {
       const sessionId = sessions[situation as keyof typeof expected];
-      assert.deepEqual(await editor.getKernelStatus(sessionId), { state });
+      assert.deepEqual(await editor.getKernelStatus(sessionId), { state, last_activity: null });
     });
   }
 
   it("the owner gets the same answer", async () => {
     assert.deepEqual(await clientFor(users.owner).getKernelStatus(sessions.running), {
       state: "running",
+      last_activity: null,
     });
   });
 
@@ -185,7 +187,72 @@ describe("getKernelStatus: each error status", () => {
   });
 });
 
+describe("getKernelStatusIfChanged: conditional reads", () => {
+  it("answers 304 while the tag is current, and the body otherwise", async () => {
+    const editor = clientFor(users.editor);
+    const first = await editor.getKernelStatusIfChanged(sessions.running);
+    assert.equal(first.notModified, false);
+    assert.ok(!first.notModified);
+    assert.deepEqual(first.body, { state: "running", last_activity: null });
+    assert.match(first.etag ?? "", /^"[0-9a-f]{32}"$/);
+    const again = await editor.getKernelStatusIfChanged(sessions.running, { etag: first.etag });
+    assert.deepEqual(again, { notModified: true, etag: first.etag });
+    const stale = await editor.getKernelStatusIfChanged(sessions.running, { etag: '"stale"' });
+    assert.deepEqual(stale, first);
+  });
+
+  it("a 304 has no body and revalidates", async () => {
+    const headers = { Authorization: `Token ${users.editor}`, [SESSION_ID_HEADER]: sessions.idle };
+    const full = await fetch(baseUrl + KERNEL_STATUS_PATH, { headers });
+    assert.equal(full.headers.get("cache-control"), "private, no-cache");
+    const etag = full.headers.get("etag") ?? "";
+    const notModified = await fetch(baseUrl + KERNEL_STATUS_PATH, {
+      headers: { ...headers, [IF_NONE_MATCH_HEADER]: etag },
+    });
+    assert.equal(notModified.status, 304);
+    assert.equal(await notModified.text(), "");
+    assert.equal(notModified.headers.get("etag"), etag);
+  });
+
+  it("no 304 for a caller without access, whatever tag it sends", async () => {
+    const { etag } = await clientFor(users.editor).getKernelStatusIfChanged(sessions.running);
+    await rejectsWith(
+      clientFor(users.stranger).getKernelStatusIfChanged(sessions.running, { etag }),
+      404,
+      "Session not found.",
+    );
+    await rejectsWith(
+      clientFor(users.viewer).getKernelStatusIfChanged(sessions.running, { etag }),
+      403,
+      "Edit access to this session is required.",
+    );
+  });
+});
+
 describe("waitUntilIdle", () => {
+  it("revalidates with If-None-Match after the first poll", async () => {
+    const seen: { tag: string | null; status: number }[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      seen.push({ tag: new Headers(init?.headers).get(IF_NONE_MATCH_HEADER), status: response.status });
+      return response;
+    };
+    await assert.rejects(
+      clientFor(users.editor, recording).waitUntilIdle(sessions.running, {
+        timeoutMs: 300,
+        intervalMs: 20,
+        maxIntervalMs: 40,
+      }),
+      WaitTimeoutError,
+    );
+    assert.ok(seen.length >= 3, `${seen.length} polls`);
+    assert.deepEqual(seen[0], { tag: null, status: 200 });
+    for (const poll of seen.slice(1)) {
+      assert.match(poll.tag ?? "", /^"[0-9a-f]{32}"$/);
+      assert.equal(poll.status, 304);
+    }
+  });
+
   it("resolves at once for an idle session", async () => {
     let requests = 0;
     const counting: typeof fetch = (input, init) => {
@@ -194,7 +261,7 @@ describe("waitUntilIdle", () => {
     };
     const client = clientFor(users.editor, counting);
     const answer = await client.waitUntilIdle(sessions.idle, { timeoutMs: 5_000, intervalMs: 50 });
-    assert.deepEqual(answer, { state: "idle" });
+    assert.deepEqual(answer, { state: "idle", last_activity: null });
     assert.equal(requests, 1);
   });
 

@@ -11,6 +11,8 @@ from .kernel_event_batch_result import KernelEventBatchResult
 from .kernel_heartbeat_data import KernelHeartbeatData
 from .kernel_heartbeat_event import KernelHeartbeatEvent
 from .kernel_heartbeat_event_op_enum import KernelHeartbeatEventOpEnum
+from .kernel_session import KernelSession
+from .kernel_sessions_state import KernelSessionsState
 from .kernel_started_data import KernelStartedData
 from .kernel_started_event import KernelStartedEvent
 from .kernel_started_event_op_enum import KernelStartedEventOpEnum
@@ -20,6 +22,7 @@ from .kernel_status_state_enum import KernelStatusStateEnum
 from .kernel_stopped_data import KernelStoppedData
 from .kernel_stopped_event import KernelStoppedEvent
 from .kernel_stopped_event_op_enum import KernelStoppedEventOpEnum
+from .paginated_kernel_session_list import PaginatedKernelSessionList
 
 __all__ = (
     "CellOpData",
@@ -33,6 +36,8 @@ __all__ = (
     "KernelHeartbeatData",
     "KernelHeartbeatEvent",
     "KernelHeartbeatEventOpEnum",
+    "KernelSession",
+    "KernelSessionsState",
     "KernelStartedData",
     "KernelStartedEvent",
     "KernelStartedEventOpEnum",
@@ -42,4 +47,5 @@ __all__ = (
     "KernelStoppedData",
     "KernelStoppedEvent",
     "KernelStoppedEventOpEnum",
+    "PaginatedKernelSessionList",
 )

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..models.kernel_status_state_enum import KernelStatusStateEnum
+from ..types import UNSET, Unset
 
 T = TypeVar("T", bound="KernelStatusResponse")
 
@@ -17,13 +19,24 @@ class KernelStatusResponse:
 
     Attributes:
         state (KernelStatusStateEnum): Derived state of a session's kernel, as `GET /api/kernel/status` answers it.
+        last_activity (datetime.datetime | None | Unset): When the kernel last started or a cell last became busy or
+            idle (ISO 8601, UTC); null when nothing happened yet. Reads never change it.
     """
 
     state: KernelStatusStateEnum
+    last_activity: datetime.datetime | None | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         state = self.state.value
+
+        last_activity: None | str | Unset
+        if isinstance(self.last_activity, Unset):
+            last_activity = UNSET
+        elif isinstance(self.last_activity, datetime.datetime):
+            last_activity = self.last_activity.isoformat()
+        else:
+            last_activity = self.last_activity
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -32,6 +45,8 @@ class KernelStatusResponse:
                 "state": state,
             }
         )
+        if last_activity is not UNSET:
+            field_dict["last_activity"] = last_activity
 
         return field_dict
 
@@ -40,8 +55,26 @@ class KernelStatusResponse:
         d = dict(src_dict)
         state = KernelStatusStateEnum(d.pop("state"))
 
+        def _parse_last_activity(data: object) -> datetime.datetime | None | Unset:
+            if data is None:
+                return data
+            if isinstance(data, Unset):
+                return data
+            try:
+                if not isinstance(data, str):
+                    raise TypeError()
+                last_activity_type_0 = datetime.datetime.fromisoformat(data)
+
+                return last_activity_type_0
+            except (TypeError, ValueError, AttributeError, KeyError):
+                pass
+            return cast(datetime.datetime | None | Unset, data)
+
+        last_activity = _parse_last_activity(d.pop("last_activity", UNSET))
+
         kernel_status_response = cls(
             state=state,
+            last_activity=last_activity,
         )
 
         kernel_status_response.additional_properties = d

@@ -21,6 +21,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState
+from kernel_status.events import from_epoch
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 
 USERS = ["owner", "editor", "viewer", "stranger", "reporter"]
@@ -156,7 +157,9 @@ class Command(BaseCommand):
         self.stdout.write("As the editor, each session's state:")
         for situation, session_id in session_ids.items():
             expected = "stopped" if situation == "not_started" else situation
-            self.stdout.write(f'  # expect 200 {{"state": "{expected}"}}')
+            # Seeded rows, not events through the write API: no activity is recorded.
+            body = f'{{"state": "{expected}", "last_activity": null}}'
+            self.stdout.write(f"  # expect 200 {body}")
             self.stdout.write(f"  {curl(tokens['editor'], session_id)}")
         self.stdout.write("")
         self.stdout.write("Errors:")
@@ -192,7 +195,9 @@ class Command(BaseCommand):
             f" -d {shlex.quote(json.dumps(batch, separators=(',', ':')))}"
             f" {base_url}/api/kernel/events"
         )
-        self.stdout.write('  # expect 200 {"state": "idle"}')
+        # The cells becoming idle is the session's last activity.
+        finished = from_epoch(report_at).isoformat().replace("+00:00", "Z")
+        self.stdout.write(f'  # expect 200 {{"state": "idle", "last_activity": "{finished}"}}')
         self.stdout.write(f"  {curl(tokens['editor'], running)}")
         self.stdout.write("")
         self.stdout.write(f"Admin: {base_url}/admin/ (user {OPERATOR}, password {OPERATOR})")

@@ -1,5 +1,5 @@
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -7,14 +7,18 @@ from ... import errors
 from ...client import AuthenticatedClient, Client
 from ...models.kernel_status_error import KernelStatusError
 from ...models.kernel_status_response import KernelStatusResponse
-from ...types import Response
+from ...types import UNSET, Response, Unset
 
 
 def _get_kwargs(
     *,
+    if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
+    if not isinstance(if_none_match, Unset):
+        headers["If-None-Match"] = if_none_match
+
     headers["Marimo-Session-Id"] = marimo_session_id
 
     _kwargs: dict[str, Any] = {
@@ -28,11 +32,15 @@ def _get_kwargs(
 
 def _parse_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> KernelStatusError | KernelStatusResponse | None:
+) -> Any | KernelStatusError | KernelStatusResponse | None:
     if response.status_code == 200:
         response_200 = KernelStatusResponse.from_dict(response.json())
 
         return response_200
+
+    if response.status_code == 304:
+        response_304 = cast(Any, None)
+        return response_304
 
     if response.status_code == 400:
         response_400 = KernelStatusError.from_dict(response.json())
@@ -72,7 +80,7 @@ def _parse_response(
 
 def _build_response(
     *, client: AuthenticatedClient | Client, response: httpx.Response
-) -> Response[KernelStatusError | KernelStatusResponse]:
+) -> Response[Any | KernelStatusError | KernelStatusResponse]:
     return Response(
         status_code=HTTPStatus(response.status_code),
         content=response.content,
@@ -84,14 +92,19 @@ def _build_response(
 def sync_detailed(
     *,
     client: AuthenticatedClient,
+    if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
-) -> Response[KernelStatusError | KernelStatusResponse]:
+) -> Response[Any | KernelStatusError | KernelStatusResponse]:
     """Is this session's kernel busy?
 
      Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
-    access to that session. Responses are never cached.
+    access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
+    when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
+    to get 304 with no body while nothing changed. Permission is checked first, so a caller without
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
 
     Args:
+        if_none_match (str | Unset):
         marimo_session_id (str):
 
     Raises:
@@ -99,10 +112,11 @@ def sync_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[KernelStatusError | KernelStatusResponse]
+        Response[Any | KernelStatusError | KernelStatusResponse]
     """
 
     kwargs = _get_kwargs(
+        if_none_match=if_none_match,
         marimo_session_id=marimo_session_id,
     )
 
@@ -116,14 +130,19 @@ def sync_detailed(
 def sync(
     *,
     client: AuthenticatedClient,
+    if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
-) -> KernelStatusError | KernelStatusResponse | None:
+) -> Any | KernelStatusError | KernelStatusResponse | None:
     """Is this session's kernel busy?
 
      Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
-    access to that session. Responses are never cached.
+    access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
+    when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
+    to get 304 with no body while nothing changed. Permission is checked first, so a caller without
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
 
     Args:
+        if_none_match (str | Unset):
         marimo_session_id (str):
 
     Raises:
@@ -131,11 +150,12 @@ def sync(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        KernelStatusError | KernelStatusResponse
+        Any | KernelStatusError | KernelStatusResponse
     """
 
     return sync_detailed(
         client=client,
+        if_none_match=if_none_match,
         marimo_session_id=marimo_session_id,
     ).parsed
 
@@ -143,14 +163,19 @@ def sync(
 async def asyncio_detailed(
     *,
     client: AuthenticatedClient,
+    if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
-) -> Response[KernelStatusError | KernelStatusResponse]:
+) -> Response[Any | KernelStatusError | KernelStatusResponse]:
     """Is this session's kernel busy?
 
      Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
-    access to that session. Responses are never cached.
+    access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
+    when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
+    to get 304 with no body while nothing changed. Permission is checked first, so a caller without
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
 
     Args:
+        if_none_match (str | Unset):
         marimo_session_id (str):
 
     Raises:
@@ -158,10 +183,11 @@ async def asyncio_detailed(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        Response[KernelStatusError | KernelStatusResponse]
+        Response[Any | KernelStatusError | KernelStatusResponse]
     """
 
     kwargs = _get_kwargs(
+        if_none_match=if_none_match,
         marimo_session_id=marimo_session_id,
     )
 
@@ -173,14 +199,19 @@ async def asyncio_detailed(
 async def asyncio(
     *,
     client: AuthenticatedClient,
+    if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
-) -> KernelStatusError | KernelStatusResponse | None:
+) -> Any | KernelStatusError | KernelStatusResponse | None:
     """Is this session's kernel busy?
 
      Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit
-    access to that session. Responses are never cached.
+    access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
+    when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
+    to get 304 with no body while nothing changed. Permission is checked first, so a caller without
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
 
     Args:
+        if_none_match (str | Unset):
         marimo_session_id (str):
 
     Raises:
@@ -188,12 +219,13 @@ async def asyncio(
         httpx.TimeoutException: If the request takes longer than Client.timeout.
 
     Returns:
-        KernelStatusError | KernelStatusResponse
+        Any | KernelStatusError | KernelStatusResponse
     """
 
     return (
         await asyncio_detailed(
             client=client,
+            if_none_match=if_none_match,
             marimo_session_id=marimo_session_id,
         )
     ).parsed

@@ -1,0 +1,31 @@
+"""Conditional GETs: an ETag computed from the body, and 304 when the client has it already.
+
+The tag is a hash of the exact bytes of the JSON body, so it changes exactly when the body
+changes, and a 304 tells a caller nothing that the 200 it replaces would not. Callers get a
+304 only after every permission check has passed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.utils.http import parse_etags
+
+
+def body_etag(body: bytes) -> str:
+    """A strong entity tag for these body bytes."""
+    return f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+def none_match(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` lets the full answer through (RFC 9110 13.1.2).
+
+    False when the header lists ``etag`` (weak comparison, as for GET) or is ``*``.
+    """
+    if not if_none_match:
+        return True
+    tags = parse_etags(if_none_match)
+    if tags == ["*"]:
+        return False
+    bare = etag.removeprefix("W/")
+    return all(tag.removeprefix("W/") != bare for tag in tags)
