@@ -36,13 +36,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The demo needs only the example project's extras; the tests need the test tools too.
+# The demo needs only the example project's extra. Development also needs the bridge extra and
+# the dev dependency group (PEP 735: test, lint and docs tools), which pip installs from 25.1.
 $(BIN)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[demo]'
 	touch $@
 
 $(BIN)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e '.[demo,bridge]' --group dev
 	touch $@ $(BIN)/.installed-demo
 
 install: $(BIN)/.installed
@@ -79,8 +81,8 @@ test-postgres: install
 
 $(BIN6)/.installed: pyproject.toml
 	$(PYTHON312) -m venv $(VENV_DJANGO6)
-	$(BIN6)/python -m pip install --quiet --upgrade pip
-	$(BIN6)/python -m pip install --quiet -e '.[test]' '$(DJANGO6)'
+	$(BIN6)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN6)/python -m pip install --quiet -e '.[demo,bridge]' --group dev '$(DJANGO6)'
 	touch $@
 
 # The suite with the newest Django 6 on Python 3.12: on SQLite, then on PostgreSQL when it

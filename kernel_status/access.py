@@ -10,6 +10,13 @@ A host platform with its own membership model subclasses :class:`AccessPolicy`, 
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "AccessPolicy",
+    "DefaultAccessPolicy",
+    "get_access_policy",
+]
+
 from functools import cache
 from typing import TYPE_CHECKING
 

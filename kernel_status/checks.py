@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "check_settings",
+    "check_sqlite_transaction_mode",
+]
+
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any

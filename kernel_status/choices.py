@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "BUSY_CELL_STATES",
+    "AccessLevel",
+    "AccessRole",
+    "CellRuntimeState",
+    "ProcessState",
+    "SessionState",
+]
+
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 

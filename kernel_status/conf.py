@@ -6,6 +6,16 @@ Bad values are reported by the system checks in :mod:`kernel_status.checks`.
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "DEFAULT_ACCESS_POLICY",
+    "DEFAULT_LIVENESS_WINDOW",
+    "DEFAULT_MAX_BATCH_SIZE",
+    "DEFAULT_MAX_CLOCK_SKEW",
+    "Settings",
+    "conf",
+]
+
 from datetime import timedelta
 from typing import Any
 

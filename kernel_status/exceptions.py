@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "BatchTooLarge",
+    "BodyTooLarge",
+    "DatabaseUnavailable",
+    "InvalidEventBatch",
+    "InvalidSessionIdHeader",
+    "LengthRequired",
+    "SessionNotFound",
+]
+
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException, NotFound

@@ -6,6 +6,15 @@ The hosting platform writes these rows; kernel_status only reads them to answer
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "CellStatus",
+    "KernelProcess",
+    "Session",
+    "SessionAccess",
+    "SessionQuerySet",
+]
+
 from typing import TYPE_CHECKING
 
 from django.conf import settings

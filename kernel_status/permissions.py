@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "REPORT_PERMISSION",
+    "CanReportKernelEvents",
+    "HasSessionEditAccess",
+]
+
 from typing import TYPE_CHECKING, Any
 
 from django.utils.translation import gettext_lazy as _

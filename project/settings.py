@@ -11,6 +11,8 @@ from pathlib import Path
 
 import dj_database_url
 
+import kernel_status
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # The example project is for local use only; never deploy it with this key.
@@ -97,7 +99,7 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "kernel_status",
     "DESCRIPTION": "Is my kernel busy? The state of a notebook session's kernel.",
-    "VERSION": "0.1.0",
+    "VERSION": kernel_status.__version__,
     "SERVE_INCLUDE_SCHEMA": False,
     # Offline docs: assets come from drf-spectacular-sidecar, not a CDN.
     "SWAGGER_UI_DIST": "SIDECAR",

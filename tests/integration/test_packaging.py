@@ -24,11 +24,12 @@ import django
 import pytest
 from packaging.requirements import Requirement
 
+import kernel_status
 from tests.utils import REPO, free_port
 
 PACKAGE = REPO / "kernel_status"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-DIST_NAME = f"kernel_status-{PROJECT['version']}"
+DIST_NAME = f"kernel_status-{kernel_status.__version__}"
 SESSION_ID = "packaged-session"
 
 # The slow tests build the package and install it into a new virtual environment with a host
@@ -122,7 +123,7 @@ def source_package_files() -> set[str]:
         relative = path.relative_to(REPO)
         if not path.is_file() or "__pycache__" in relative.parts or path.suffix == ".pyc":
             continue
-        if path.suffix == ".py" or relative.parts[1] in {"static", "templates"}:
+        if path.suffix == ".py" or relative.parts[1] == "static":
             files.add(relative.as_posix())
     return files
 
@@ -154,7 +155,7 @@ def test_the_sdist_holds_the_package_readme_license_and_schema(dist: dict[str, P
 
     missing = source_package_files() - names
     assert not missing, f"missing from the sdist: {sorted(missing)}"
-    assert {"README.md", "LICENSE", "schema.yml", "pyproject.toml"} <= names
+    assert {"README.md", "CHANGELOG.md", "LICENSE", "schema.yml", "pyproject.toml"} <= names
     assert not [name for name in names if name.startswith(("project/", "tests/"))]
 
 

@@ -107,12 +107,12 @@ def test_generator_version_is_the_pinned_one() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     pins = [
         requirement
-        for requirement in pyproject["project"]["optional-dependencies"]["test"]
+        for requirement in pyproject["dependency-groups"]["test"]
         if requirement.startswith("openapi-python-client")
     ]
     assert pins == [f"openapi-python-client=={version('openapi-python-client')}"], (
         "the installed openapi-python-client is not the one pinned in pyproject.toml's test "
-        "extra: reinstall with `pip install -e '.[test]'`"
+        "dependency group: reinstall with `pip install --group test`"
     )
 
 

@@ -1,0 +1,42 @@
+"""The public modules that docs/reference.md lists declare ``__all__``, and it is true."""
+
+from __future__ import annotations
+
+import importlib
+import re
+
+import pytest
+
+from tests.utils import REPO
+
+REFERENCE = (REPO / "docs" / "reference.md").read_text()
+SECTION = REFERENCE[REFERENCE.index("## Public and internal modules") :]
+PUBLIC = re.findall(r"^\| `(kernel_status\.\w+)`", SECTION, flags=re.MULTILINE)
+INTERNAL = re.findall(
+    r"`(\w+)`", SECTION[SECTION.index("Everything else is internal") : SECTION.index("A test")]
+)
+
+
+def test_the_docs_list_public_and_internal_modules() -> None:
+    assert len(PUBLIC) == 10
+    modules = {path.stem for path in (REPO / "kernel_status").glob("*.py")} - {"__init__"}
+    public = {name.removeprefix("kernel_status.") for name in PUBLIC}
+    internal = set(INTERNAL)
+    # Every module is one or the other, and none is both.
+    assert public | internal == modules
+    assert not public & internal
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_public_modules_declare_all_and_every_name_exists(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = module.__all__
+    assert exported, name
+    assert len(set(exported)) == len(exported)
+    for attribute in exported:
+        assert hasattr(module, attribute), f"{name}.{attribute}"
+    # The names the docs table cites for the module are exported.
+    row = next(line for line in SECTION.splitlines() if line.startswith(f"| `{name}`"))
+    cited = set(re.findall(r"`(\w+)(?:\(\))?`", row.split("|")[2]))
+    methods = {"with_state", "with_access_level", "visible_to"}  # SessionQuerySet's
+    assert cited - methods <= set(exported), cited - set(exported)
