@@ -36,7 +36,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The demo needs only the example project's extra. Development also needs the bridge extra and
+# The demo needs only the example project's extra. Development also needs the marimo extra and
 # the dev dependency group (PEP 735: test, lint and docs tools), which pip installs from 25.1.
 $(BIN)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[demo]'
@@ -44,7 +44,7 @@ $(BIN)/.installed-demo: pyproject.toml | $(BIN)/python
 
 $(BIN)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install --quiet -e '.[demo,bridge]' --group dev
+	$(BIN)/python -m pip install --quiet -e '.[demo,marimo]' --group dev
 	touch $@ $(BIN)/.installed-demo
 
 install: $(BIN)/.installed
@@ -82,7 +82,7 @@ test-postgres: install
 $(BIN6)/.installed: pyproject.toml
 	$(PYTHON312) -m venv $(VENV_DJANGO6)
 	$(BIN6)/python -m pip install --quiet --upgrade 'pip>=25.1'
-	$(BIN6)/python -m pip install --quiet -e '.[demo,bridge]' --group dev '$(DJANGO6)'
+	$(BIN6)/python -m pip install --quiet -e '.[demo,marimo]' --group dev '$(DJANGO6)'
 	touch $@
 
 # The suite with the newest Django 6 on Python 3.12: on SQLite, then on PostgreSQL when it

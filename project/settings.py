@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "kernel_status",
+    "kernel_status.contrib.marimo",
     "project.demo",
 ]
 

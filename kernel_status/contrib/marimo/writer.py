@@ -1,0 +1,401 @@
+"""Getting the bridge's events into the mirror: queues per session, retries, two sinks.
+
+:class:`Writer` keeps one queue of events per marimo session. Events submitted while a
+session's previous batch is being written wait and go together in the next batch, so frames
+that arrive together are written together. What a batch meets:
+
+- written: the next batch goes at once;
+- the mirror does not know the session (the platform has not registered it yet): the events
+  are kept, a log line says so, and the batch is tried again every ``unknown_retry`` seconds;
+  never dropped for good;
+- the mirror is busy or unreachable (HTTP 503, 429, other 5xx, connection failures, database
+  errors): tried again with exponential backoff, honouring ``Retry-After``. Repeating or
+  reordering a batch is safe: the mirror applies an event only when it is newer than what
+  it stored;
+- refused for good (HTTP 401 or 403: the token or its permission): :class:`FatalWriteError`,
+  which stops the bridge; a batch the server calls invalid (400) is logged and dropped.
+
+Two sinks: :class:`HttpSink` posts to ``POST /api/kernel/events`` (kernel hosts without
+database credentials); :class:`DirectSink` calls :func:`kernel_status.mirror.apply_events`
+from one worker thread (hosts beside the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from kernel_status.events import (
+    CellNotification,
+    KernelEvent,
+    KernelHeartbeat,
+    KernelStarted,
+)
+
+__all__ = [
+    "DirectSink",
+    "FatalWriteError",
+    "HttpSink",
+    "SendResult",
+    "Sent",
+    "Sink",
+    "Writer",
+    "WriterStats",
+    "compact",
+    "to_wire",
+]
+
+logger = logging.getLogger("kernel_status.contrib.marimo")
+
+
+class FatalWriteError(Exception):
+    """The mirror refuses the bridge for good (bad token, missing permission)."""
+
+
+class Sent(enum.Enum):
+    WRITTEN = "written"
+    UNKNOWN_SESSION = "unknown session"
+    RETRY = "retry"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True)
+class SendResult:
+    outcome: Sent
+    retry_after: float | None = None  # seconds, from the server's Retry-After
+    detail: str = ""
+
+
+class Sink(Protocol):
+    async def send(self, session_id: str, events: Sequence[KernelEvent]) -> SendResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- the wire format of POST /api/kernel/events ---------------------------------------------
+
+
+def to_wire(event: KernelEvent) -> dict[str, Any]:
+    """One event as the ingestion endpoint takes it (timestamps in epoch seconds)."""
+    timestamp = event.timestamp.timestamp()
+    if isinstance(event, CellNotification):
+        data: dict[str, Any] = {"cell_id": event.cell_id, "timestamp": timestamp}
+        if event.status is not None:
+            data["status"] = event.status
+        if event.stale_inputs is not None:
+            data["stale_inputs"] = event.stale_inputs
+        return {"op": "cell-op", "data": data}
+    if isinstance(event, KernelStarted):
+        return {"op": "kernel-started", "data": {"timestamp": timestamp}}
+    if isinstance(event, KernelHeartbeat):
+        return {"op": "kernel-heartbeat", "data": {"timestamp": timestamp}}
+    data = {"timestamp": timestamp, "cause": event.cause}
+    if event.exit_code is not None:
+        data["exit_code"] = event.exit_code
+    return {"op": "kernel-stopped", "data": data}
+
+
+def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
+    """The same outcome in fewer events, for a backlog that cannot be written yet.
+
+    Per cell, the notifications fold into one (the newest stamp; the newest non-null status
+    and stale flag, as the mirror merges them); per kind, the newest kernel event stays.
+    Exact when every event is newer than what the mirror stores, which holds for a session
+    whose writes have not gone through.
+    """
+    cells: dict[str, CellNotification] = {}
+    kernel: dict[type, KernelEvent] = {}
+    for event in sorted(events, key=lambda e: e.timestamp):
+        if isinstance(event, CellNotification):
+            previous = cells.get(event.cell_id)
+            if previous is not None:
+                event = replace(
+                    event,
+                    status=event.status if event.status is not None else previous.status,
+                    stale_inputs=event.stale_inputs
+                    if event.stale_inputs is not None
+                    else previous.stale_inputs,
+                )
+            cells[event.cell_id] = event
+        else:
+            kernel[type(event)] = event
+    return sorted([*kernel.values(), *cells.values()], key=lambda e: e.timestamp)
+
+
+# --- the queues ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Queue:
+    events: list[KernelEvent] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+    unknown: bool = False
+    attempt: int = 0
+    closed: bool = False  # the session ended: drop the queue once it is written
+
+
+@dataclass
+class WriterStats:
+    batches: int = 0
+    events: int = 0
+    last_written_at: float | None = None  # time.time()
+    failures: int = 0
+
+
+class Writer:
+    """Queues per session in front of a :class:`Sink`; at most ``concurrency`` sends at once."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        concurrency: int = 4,
+        max_batch: int = 500,
+        max_queued: int = 5000,
+        unknown_retry: float = 10.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.sink = sink
+        self.max_batch = max_batch
+        self.max_queued = max_queued
+        self.unknown_retry = unknown_retry
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.stats = WriterStats()
+        self._queues: dict[str, _Queue] = {}
+        self._slots = asyncio.Semaphore(concurrency)
+        self._fatal: FatalWriteError | None = None
+        self._fatal_event = asyncio.Event()
+
+    # --- for the bridge --------------------------------------------------------------------
+
+    def submit(self, session_id: str, events: Sequence[KernelEvent]) -> None:
+        """Queue events; written by a task of the writer as soon as the session's turn comes."""
+        if not events:
+            return
+        queue = self._queues.setdefault(session_id, _Queue())
+        queue.events.extend(events)
+        if len(queue.events) > self.max_queued:
+            before = len(queue.events)
+            queue.events = compact(queue.events)
+            logger.warning(
+                "Session %r: %d events waiting; folded into %d",
+                session_id,
+                before,
+                len(queue.events),
+            )
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.create_task(
+                self._flush(session_id, queue), name=f"write {session_id}"
+            )
+
+    def session_ended(self, session_id: str) -> None:
+        """No more events will come for the session: forget it once its queue is written."""
+        queue = self._queues.get(session_id)
+        if queue is None:
+            return
+        queue.closed = True
+        if not queue.events and (queue.task is None or queue.task.done()):
+            del self._queues[session_id]
+
+    @property
+    def unknown_sessions(self) -> list[str]:
+        return sorted(sid for sid, queue in self._queues.items() if queue.unknown)
+
+    @property
+    def queued_events(self) -> int:
+        return sum(len(queue.events) for queue in self._queues.values())
+
+    async def wait_fatal(self) -> FatalWriteError:
+        await self._fatal_event.wait()
+        assert self._fatal is not None
+        return self._fatal
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for every known session's queue to be written."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self._fatal is None:
+            busy = [q for q in self._queues.values() if q.events and not q.unknown]
+            if not busy:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def aclose(self) -> None:
+        tasks = [q.task for q in self._queues.values() if q.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.sink.aclose()
+
+    # --- the session's writing task --------------------------------------------------------
+
+    async def _flush(self, session_id: str, queue: _Queue) -> None:
+        while queue.events and self._fatal is None:
+            batch = queue.events[: self.max_batch]
+            del queue.events[: len(batch)]
+            async with self._slots:
+                try:
+                    result = await self.sink.send(session_id, batch)
+                except FatalWriteError as error:
+                    queue.events[:0] = batch
+                    self._fatal = error
+                    self._fatal_event.set()
+                    return
+            delay = self._after(session_id, queue, batch, result)
+            if delay:
+                await asyncio.sleep(delay)
+        if queue.closed and not queue.events and self._queues.get(session_id) is queue:
+            del self._queues[session_id]
+
+    def _after(
+        self, session_id: str, queue: _Queue, batch: list[KernelEvent], result: SendResult
+    ) -> float:
+        """Account for a send; the seconds to wait before the next one."""
+        if result.outcome is Sent.WRITTEN:
+            if queue.unknown:
+                logger.info("Session %r is in the mirror now; writing its events", session_id)
+            queue.unknown, queue.attempt = False, 0
+            self.stats.batches += 1
+            self.stats.events += len(batch)
+            self.stats.last_written_at = time.time()
+            return 0.0
+        if result.outcome is Sent.DROPPED:
+            logger.error(
+                "Session %r: the mirror refused a batch of %d events; dropped it: %s",
+                session_id,
+                len(batch),
+                result.detail,
+            )
+            return 0.0
+        queue.events[:0] = batch  # in front: the order of a session's events is kept
+        self.stats.failures += 1
+        if result.outcome is Sent.UNKNOWN_SESSION:
+            if not queue.unknown:
+                logger.warning(
+                    "Session %r is not in the mirror (not registered yet?); keeping its "
+                    "events and trying again every %g s",
+                    session_id,
+                    self.unknown_retry,
+                )
+            queue.unknown = True
+            return self.unknown_retry
+        backoff = min(self.backoff_max, self.backoff_initial * 2.0**queue.attempt)
+        queue.attempt += 1
+        delay = max(backoff * random.uniform(0.5, 1.0), result.retry_after or 0.0)
+        logger.warning(
+            "Session %r: could not write %d events (%s); retrying in %.1f s",
+            session_id,
+            len(batch),
+            result.detail or "no detail",
+            delay,
+        )
+        return delay
+
+
+# --- the sinks -------------------------------------------------------------------------------
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class HttpSink:
+    """Posts batches to ``POST /api/kernel/events`` with a service account's token."""
+
+    def __init__(
+        self, url: str, token: str, *, scheme: str = "Token", timeout: float = 10.0
+    ) -> None:
+        import httpx  # the marimo extra
+
+        self.url = url
+        self._httpx = httpx
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            headers={"Authorization": f"{scheme} {token}", "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    async def send(self, session_id: str, events: Sequence[KernelEvent]) -> SendResult:
+        body = {"events": [to_wire(event) for event in events]}
+        try:
+            response = await self._client.post(
+                self.url, json=body, headers={b"Marimo-Session-Id": session_id.encode()}
+            )
+        except self._httpx.HTTPError as error:
+            return SendResult(Sent.RETRY, detail=f"{type(error).__name__}: {error}".strip())
+        status = response.status_code
+        detail = _detail(response.content)
+        if status == 200:
+            return SendResult(Sent.WRITTEN)
+        if status == 404:
+            return SendResult(Sent.UNKNOWN_SESSION)
+        if status in RETRY_STATUSES:
+            return SendResult(
+                Sent.RETRY, _retry_after(response.headers.get("Retry-After")), f"HTTP {status}"
+            )
+        if status in {401, 403}:
+            raise FatalWriteError(f"{self.url} answered {status}: {detail or '-'}")
+        return SendResult(Sent.DROPPED, detail=f"HTTP {status}: {detail or '-'}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def _detail(body: bytes) -> str:
+    import json
+
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return body[:200].decode(errors="replace")
+    detail = decoded.get("detail") if isinstance(decoded, dict) else None
+    return detail if isinstance(detail, str) else ""
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return min(float(value), 300.0) if value else None
+    except ValueError:
+        return None  # an HTTP date: the backoff decides
+
+
+class DirectSink:
+    """Applies batches with the Python write API, from one thread (one database connection)."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel-status-db")
+
+    async def send(self, session_id: str, events: Sequence[KernelEvent]) -> SendResult:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, _apply, session_id, list(events))
+
+    async def aclose(self) -> None:
+        from django.db import connections
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, connections.close_all)
+        self._executor.shutdown(wait=True)
+
+
+def _apply(session_id: str, events: list[KernelEvent]) -> SendResult:
+    from django.db import DatabaseError, connections, router
+
+    from kernel_status import mirror
+    from kernel_status.models import Session
+
+    connection = connections[router.db_for_write(Session)]
+    connection.close_if_unusable_or_obsolete()
+    try:
+        mirror.apply_events(session_id, events)
+    except mirror.UnknownSession:
+        return SendResult(Sent.UNKNOWN_SESSION)
+    except DatabaseError as error:
+        return SendResult(Sent.RETRY, detail=f"{type(error).__name__}: {error}".strip())
+    return SendResult(Sent.WRITTEN)

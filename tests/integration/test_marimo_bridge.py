@@ -1,0 +1,299 @@
+"""The marimo bridge against a real marimo 0.25.2 server on a folder of notebooks.
+
+Websocket clients play the browser tabs (``/ws?session_id=<tab id>&file=<path>``), cells run
+through the tabs' session ids (``POST /api/kernel/run``), and marimo's own
+``GET /api/kernel/status`` is the oracle the mirror must agree with. HTTP mode runs the
+``kernel_status_bridge`` command as its own process against pytest-django's live server;
+direct mode runs the bridge in a thread of the test process, on the test database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connections
+from rest_framework.authtoken.models import Token
+
+from kernel_status import mirror
+from kernel_status.choices import ProcessState
+from kernel_status.contrib.marimo.translate import SESSION_CLOSED_CAUSE
+from kernel_status.models import KernelProcess, Session
+from tests.integration.marimo_server import (
+    MarimoServer,
+    Tab,
+    eventually,
+    marimo_missing,
+    marimo_server,
+    notebook,
+)
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and process groups"),
+]
+
+REPO = Path(__file__).resolve().parents[2]
+SLEEP_CODE = "import time\n\ntime.sleep(2)"
+CODES = ["x = 1", SLEEP_CODE]
+SCENARIO_TIMEOUT = 30.0
+BRIDGE_LAG = 5.0  # how long the mirror may trail marimo
+FAST = ["--poll-interval", "0.3", "--heartbeat-interval", "1", "--unknown-retry", "0.5"]
+
+
+@pytest.fixture
+def marimo(tmp_path: Path) -> Iterator[MarimoServer]:
+    missing = marimo_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (CI=true requires these tests)")
+        pytest.skip(missing)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("a", "b", "c", "d"):
+        (folder / f"{name}.py").write_text(notebook(*CODES))
+    with marimo_server(folder, tmp_path) as server:
+        yield server
+
+
+def our_state(session_id: str) -> str:
+    state: str = Session.objects.with_state().get(session_id=session_id).state
+    return state
+
+
+def agree(marimo: MarimoServer, session_id: str, expected: str) -> None:
+    """Both answer ``expected``: marimo first, then ours within the bridge's lag."""
+    eventually(
+        lambda: marimo.status(session_id) == expected, SCENARIO_TIMEOUT, f"marimo {expected}"
+    )
+    eventually(lambda: our_state(session_id) == expected, BRIDGE_LAG, f"mirror {expected}")
+    assert marimo.status(session_id) == expected
+
+
+def run_cells(marimo: MarimoServer, tab: Tab) -> None:
+    code, body = marimo.run(tab.session_id, tab.cell_ids, CODES)
+    assert (code, body) == (200, {"success": True})
+
+
+def register(tab: Tab, owner: User) -> None:
+    mirror.register_session(tab.session_id, owner=owner, notebook=tab.path)
+
+
+def kernel_running(session_id: str) -> bool:
+    return KernelProcess.objects.filter(
+        session__session_id=session_id, state=ProcessState.RUNNING
+    ).exists()
+
+
+# --- the bridge, as a process (HTTP mode) or in a thread (direct mode) ---------------------------
+
+
+@dataclass
+class BridgeProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def followed(self) -> set[str]:
+        return set(re.findall(r"Following session '([^']+)'", self.output()))
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(20)
+
+
+@pytest.fixture
+def http_bridge(marimo: MarimoServer, live_server: Any, tmp_path: Path) -> Iterator[BridgeProcess]:
+    service = User.objects.create_user(username="bridge-service")
+    service.user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    token = Token.objects.create(user=service)
+    log = tmp_path / "bridge.log"
+    env = {
+        **os.environ,
+        "KERNEL_STATUS_BRIDGE_TOKEN": token.key,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, str(REPO / "manage.py"), "kernel_status_bridge"),
+                *("--marimo-url", marimo.url),
+                *("--api-url", f"{live_server.url}/api/kernel/events"),
+                *FAST,
+                "--health-file",
+                str(tmp_path / "health.json"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=env,
+        )
+    bridge = BridgeProcess(process, log)
+    try:
+        yield bridge
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+class BridgeThread:
+    """The bridge in a thread of the test process, writing straight to the test database."""
+
+    def __init__(self, marimo: MarimoServer) -> None:
+        from kernel_status.contrib.marimo.bridge import BridgeSettings, MarimoBridge
+        from kernel_status.contrib.marimo.writer import DirectSink, Writer
+
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        settings = BridgeSettings(marimo.url, poll_interval=0.3, heartbeat_interval=1.0)
+        self.bridge = MarimoBridge(settings, Writer(DirectSink(), unknown_retry=0.5))
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bridge", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self.bridge.run(self.stop_event))
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.loop.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "the bridge did not stop"
+        assert self.error is None, self.error
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+def test_http_mode_follows_the_tab_without_displacing_it(
+    marimo: MarimoServer, http_bridge: BridgeProcess, users: dict[str, User]
+) -> None:
+    tab = Tab(marimo, "a.py")
+    tab.wait_ready()
+    register(tab, users["owner"])
+    eventually(lambda: kernel_running(tab.session_id), SCENARIO_TIMEOUT, "the bridge's attach")
+    agree(marimo, tab.session_id, "idle")
+
+    before = len(tab.frames)
+    run_cells(marimo, tab)  # through the tab's own session id: accepted
+    agree(marimo, tab.session_id, "running")
+    agree(marimo, tab.session_id, "idle")
+    assert tab.is_open
+    assert tab.ops_since(before).count("cell-op") >= 6  # queued, running, idle per cell
+
+    before = len(tab.frames)
+    run_cells(marimo, tab)  # the tab can still run cells: the bridge took nothing away
+    agree(marimo, tab.session_id, "running")
+    agree(marimo, tab.session_id, "idle")
+    assert tab.is_open
+    assert "cell-op" in tab.ops_since(before)
+
+    # The bridge created no session, and the mirror keeps marimo's (the tab's) session id.
+    assert marimo.running() == {tab.session_id: "a.py"}
+    assert list(Session.objects.values_list("session_id", flat=True)) == [tab.session_id]
+
+    # The kernel dies: marimo says so, and the mirror records the stop with marimo's words.
+    for pid in marimo.kernel_pids():
+        os.kill(pid, signal.SIGKILL)
+    eventually(lambda: our_state(tab.session_id) == "stopped", SCENARIO_TIMEOUT, "stopped")
+    kernel = KernelProcess.objects.get(session__session_id=tab.session_id)
+    assert kernel.exit_cause == "The kernel was stopped unexpectedly."
+
+    assert http_bridge.stop() == 0
+    output = http_bridge.output()
+    assert http_bridge.followed() == {tab.session_id}
+    assert f"Session '{tab.session_id}': attached read-only (2 cells)" in output
+    # Its own fresh id, the notebook's file key, kiosk: never the tab's id.
+    (attach_url,) = re.findall(rf"Session '{tab.session_id}': attaching as (\S+)", output)
+    assert re.search(
+        r"\?session_id=kernel-status-bridge-[0-9a-f]{32}&file=a.py&kiosk=true$", attach_url
+    )
+    assert "ERROR" not in output, output
+
+
+def test_direct_mode_follows_the_tab(marimo: MarimoServer, users: dict[str, User]) -> None:
+    tab = Tab(marimo, "b.py")
+    tab.wait_ready()
+    register(tab, users["owner"])
+    bridge = BridgeThread(marimo)
+    try:
+        eventually(lambda: kernel_running(tab.session_id), SCENARIO_TIMEOUT, "the attach")
+        agree(marimo, tab.session_id, "idle")
+        before = len(tab.frames)
+        run_cells(marimo, tab)
+        agree(marimo, tab.session_id, "running")
+        agree(marimo, tab.session_id, "idle")
+        assert tab.is_open
+        assert tab.ops_since(before).count("cell-op") >= 6
+        assert marimo.running() == {tab.session_id: "b.py"}
+        assert bridge.bridge.followed_ever == {tab.session_id}
+    finally:
+        bridge.stop()
+    connections.close_all()
+
+
+def test_one_bridge_process_follows_sessions_that_come_and_go(
+    marimo: MarimoServer, http_bridge: BridgeProcess, users: dict[str, User]
+) -> None:
+    owner = users["owner"]
+    tabs = {name: Tab(marimo, f"{name}.py") for name in ("a", "b", "c")}
+    for tab in tabs.values():
+        tab.wait_ready()
+    register(tabs["a"], owner)
+    register(tabs["b"], owner)  # c is not registered yet: the platform is late
+    for name in ("a", "b"):
+        eventually(lambda n=name: kernel_running(tabs[n].session_id), SCENARIO_TIMEOUT, name)
+    eventually(
+        lambda: f"Session '{tabs['c'].session_id}' is not in the mirror" in http_bridge.output(),
+        SCENARIO_TIMEOUT,
+        "the bridge to notice the unregistered session",
+    )
+
+    # A session opened while the bridge runs is followed; the late registration is caught up.
+    tabs["d"] = Tab(marimo, "d.py")
+    tabs["d"].wait_ready()
+    register(tabs["d"], owner)
+    register(tabs["c"], owner)
+    for name in ("c", "d"):
+        eventually(lambda n=name: kernel_running(tabs[n].session_id), SCENARIO_TIMEOUT, name)
+
+    for tab in tabs.values():
+        run_cells(marimo, tab)
+    for tab in tabs.values():
+        agree(marimo, tab.session_id, "running")
+    for tab in tabs.values():
+        agree(marimo, tab.session_id, "idle")
+
+    # A session closed while the bridge runs is recorded as stopped; the others carry on.
+    marimo.shutdown(tabs["b"].session_id)
+    eventually(lambda: our_state(tabs["b"].session_id) == "stopped", SCENARIO_TIMEOUT, "b")
+    kernel = KernelProcess.objects.get(session__session_id=tabs["b"].session_id)
+    assert kernel.exit_cause == SESSION_CLOSED_CAUSE
+    run_cells(marimo, tabs["a"])
+    agree(marimo, tabs["a"].session_id, "running")
+    assert all(tabs[n].is_open for n in ("a", "c", "d"))
+
+    assert http_bridge.stop() == 0
+    assert http_bridge.followed() == {tab.session_id for tab in tabs.values()}
+    output = http_bridge.output()
+    assert f"Session '{tabs['c'].session_id}' is in the mirror now" in output
+    assert "ERROR" not in output, output
