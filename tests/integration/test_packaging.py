@@ -170,6 +170,8 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "kernel_status",
+    # The bridge's sub-app, installed without its extra: the core must not need websockets.
+    "kernel_status.contrib.marimo",
 ]
 ROOT_URLCONF = "host.urls"
 DATABASES = {
@@ -300,7 +302,7 @@ def server(tmp_path: Path, dist: dict[str, Path]) -> Iterator[dict[str, Any]]:
             except OSError:
                 assert time.monotonic() < deadline, (tmp_path / "runserver.log").read_text()
                 time.sleep(0.2)
-        yield {**seeded, "url": url}
+        yield {**seeded, "url": url, "python": python, "host": host, "env": env}
     finally:
         process.terminate()
         try:
@@ -329,3 +331,24 @@ def test_a_fresh_host_project_with_the_wheel_answers_the_endpoint(
     assert status == 401
     assert headers["WWW-Authenticate"] == "Token"
     assert body == {"detail": "Authentication credentials were not provided."}
+
+
+@pytest.mark.slow
+@not_with_database_url
+def test_without_the_marimo_extra_the_bridge_names_it(server: dict[str, Any]) -> None:
+    # migrate, makemigrations and runserver above ran with the sub-app installed; the extra's
+    # packages are not there, and the bridge's command says what to install.
+    python, host, env = server["python"], server["host"], server["env"]
+    probe = "import importlib.util as u; print(u.find_spec('websockets'), u.find_spec('httpx'))"
+    assert run(python, "-c", probe, env=env).strip() == "None None"
+    result = subprocess.run(
+        [python, "manage.py", "kernel_status_bridge", "--direct", "--marimo-url", "http://x"],
+        cwd=host,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "pip install 'kernel-status[marimo]'" in result.stderr

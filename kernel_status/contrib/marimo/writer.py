@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import json
 import logging
 import random
 import time
@@ -31,6 +32,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+import httpx
 
 from kernel_status.events import (
     CellNotification,
@@ -310,16 +313,20 @@ class HttpSink:
     """Posts batches to ``POST /api/kernel/events`` with a service account's token."""
 
     def __init__(
-        self, url: str, token: str, *, scheme: str = "Token", timeout: float = 10.0
+        self,
+        url: str,
+        token: str,
+        *,
+        scheme: str = "Token",
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        import httpx  # the marimo extra
-
         self.url = url
-        self._httpx = httpx
         self._client = httpx.AsyncClient(
             timeout=timeout,
             headers={"Authorization": f"{scheme} {token}", "Accept": "application/json"},
             follow_redirects=False,
+            transport=transport,
         )
 
     async def send(self, session_id: str, events: Sequence[KernelEvent]) -> SendResult:
@@ -328,7 +335,7 @@ class HttpSink:
             response = await self._client.post(
                 self.url, json=body, headers={b"Marimo-Session-Id": session_id.encode()}
             )
-        except self._httpx.HTTPError as error:
+        except httpx.HTTPError as error:
             return SendResult(Sent.RETRY, detail=f"{type(error).__name__}: {error}".strip())
         status = response.status_code
         detail = _detail(response.content)
@@ -349,8 +356,6 @@ class HttpSink:
 
 
 def _detail(body: bytes) -> str:
-    import json
-
     try:
         decoded = json.loads(body)
     except ValueError:
