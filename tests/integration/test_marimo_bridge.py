@@ -10,6 +10,7 @@ direct mode runs the bridge in a thread of the test process, on the test databas
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -103,6 +104,7 @@ def kernel_running(session_id: str) -> bool:
 class BridgeProcess:
     process: subprocess.Popen[bytes]
     log: Path
+    health: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -142,7 +144,7 @@ def http_bridge(marimo: MarimoServer, live_server: Any, tmp_path: Path) -> Itera
             cwd=REPO,
             env=env,
         )
-    bridge = BridgeProcess(process, log)
+    bridge = BridgeProcess(process, log, tmp_path / "health.json")
     try:
         yield bridge
     finally:
@@ -211,6 +213,12 @@ def test_http_mode_follows_the_tab_without_displacing_it(
     assert marimo.running() == {tab.session_id: "a.py"}
     assert list(Session.objects.values_list("session_id", flat=True)) == [tab.session_id]
 
+    health = json.loads(http_bridge.health.read_text())
+    assert health["marimo_reachable"] is True
+    assert health["sessions"] == health["attached"] == [tab.session_id]
+    assert health["unknown_to_mirror"] == []
+    assert health["written_batches"] > 0
+
     # The kernel dies: marimo says so, and the mirror records the stop with marimo's words.
     for pid in marimo.kernel_pids():
         os.kill(pid, signal.SIGKILL)
@@ -245,7 +253,8 @@ def test_direct_mode_follows_the_tab(marimo: MarimoServer, users: dict[str, User
         assert tab.is_open
         assert tab.ops_since(before).count("cell-op") >= 6
         assert marimo.running() == {tab.session_id: "b.py"}
-        assert bridge.bridge.followed_ever == {tab.session_id}
+        assert set(bridge.bridge.followers) == {tab.session_id}
+        assert bridge.bridge.followed_total == 1
     finally:
         bridge.stop()
     connections.close_all()
@@ -291,6 +300,8 @@ def test_one_bridge_process_follows_sessions_that_come_and_go(
     run_cells(marimo, tabs["a"])
     agree(marimo, tabs["a"].session_id, "running")
     assert all(tabs[n].is_open for n in ("a", "c", "d"))
+    # The bridge's socket to b was closed too; a kiosk attach by file creates no session.
+    assert marimo.running() == {tabs[n].session_id: f"{n}.py" for n in ("a", "c", "d")}
 
     assert http_bridge.stop() == 0
     assert http_bridge.followed() == {tab.session_id for tab in tabs.values()}

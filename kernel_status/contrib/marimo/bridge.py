@@ -94,9 +94,7 @@ class MarimoBridge:
             settings.marimo_url, token=settings.marimo_token, timeout=settings.http_timeout
         )
         self.followers: dict[str, _Follower] = {}
-        #: Every session id followed since the start, and those recorded as ended.
-        self.followed_ever: set[str] = set()
-        self.ended: set[str] = set()
+        self.followed_total = 0  # sessions followed since the start
         self.marimo_reachable = False
         self.last_poll_at: float | None = None  # time.time() of the last good listing
         self._poll_now = asyncio.Event()
@@ -160,9 +158,11 @@ class MarimoBridge:
     def _reconcile(self, running: dict[str, str]) -> None:
         for session_id in [sid for sid in self.followers if sid not in running]:
             self._end(session_id)
+        # Bounded memory: a session marimo no longer lists never comes back under its id.
+        self._warned = {(sid, kind) for sid, kind in self._warned if not sid or sid in running}
         paths = Counter(running.values())
         for session_id, path in running.items():
-            if session_id in self.followers or session_id in self.ended:
+            if session_id in self.followers:
                 continue
             if session_id.startswith(ATTACH_ID_PREFIX):
                 continue  # never follow an id of a bridge's own
@@ -190,7 +190,7 @@ class MarimoBridge:
                 continue
             follower = _Follower(self, session_id, path)
             self.followers[session_id] = follower
-            self.followed_ever.add(session_id)
+            self.followed_total += 1
             follower.task = asyncio.create_task(follower.run(), name=f"follow {session_id}")
             logger.info("Following session %r (%s)", session_id, path)
 
@@ -204,7 +204,6 @@ class MarimoBridge:
             logger.info("Session %r ended in marimo; recording its kernel as stopped", session_id)
         self.writer.submit(session_id, events)
         self.writer.session_ended(session_id)
-        self.ended.add(session_id)
 
     async def _stop_followers(self) -> None:
         tasks = [f.task for f in self.followers.values() if f.task is not None]
