@@ -377,3 +377,36 @@ def test_the_direct_sink_applies_or_says_the_session_is_unknown(make_session: An
 
     assert asyncio.run(scenario()) == (SendResult(Sent.WRITTEN), SendResult(Sent.UNKNOWN_SESSION))
     assert KernelProcess.objects.get(session__session_id="known").state == ProcessState.RUNNING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_direct_sink_drops_a_batch_stamped_too_far_ahead(make_session: Any) -> None:
+    make_session("skewed", kernel=None)
+
+    async def scenario() -> SendResult:
+        sink = DirectSink()
+        try:
+            ahead = timezone.now() + timedelta(hours=1)
+            return await sink.send("skewed", [KernelStarted(ahead)])
+        finally:
+            await sink.aclose()
+
+    result = asyncio.run(scenario())
+    assert result.outcome is Sent.DROPPED
+    assert "KERNEL_STATUS_MAX_CLOCK_SKEW" in result.detail
+    assert not KernelProcess.objects.filter(session__session_id="skewed").exists()
+
+
+def test_an_unexpected_sink_error_is_retried(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> ScriptedSink:
+        sink = ScriptedSink(RuntimeError("boom"))
+        writer = writer_for(sink)
+        writer.submit("s", [cell("a", 1, "idle")])
+        await until(lambda: writer.stats.batches == 1)
+        await writer.aclose()
+        return sink
+
+    with caplog.at_level(logging.ERROR, "kernel_status.contrib.marimo"):
+        sink = asyncio.run(scenario())
+    assert len(sink.batches) == 2
+    assert "Session 's': writing failed unexpectedly" in caplog.messages

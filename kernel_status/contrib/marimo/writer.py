@@ -253,6 +253,9 @@ class Writer:
                     self._fatal = error
                     self._fatal_event.set()
                     return
+                except Exception as error:  # a bug must not stop the session's writes for good
+                    logger.exception("Session %r: writing failed unexpectedly", session_id)
+                    result = SendResult(Sent.RETRY, detail=f"{type(error).__name__}: {error}")
             delay = self._after(session_id, queue, batch, result)
             if delay:
                 await asyncio.sleep(delay)
@@ -401,6 +404,8 @@ def _apply(session_id: str, events: list[KernelEvent]) -> SendResult:
         mirror.apply_events(session_id, events)
     except mirror.UnknownSession:
         return SendResult(Sent.UNKNOWN_SESSION)
+    except mirror.ClockSkewError as error:  # as the endpoint's 400: the clocks disagree
+        return SendResult(Sent.DROPPED, detail=str(error))
     except DatabaseError as error:
         return SendResult(Sent.RETRY, detail=f"{type(error).__name__}: {error}".strip())
     return SendResult(Sent.WRITTEN)
