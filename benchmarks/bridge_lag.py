@@ -20,12 +20,10 @@ costs anyway.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,18 +43,17 @@ from django.test.utils import setup_test_environment, teardown_test_environment 
 from rest_framework.authtoken.models import Token  # noqa: E402
 
 from kernel_status import mirror  # noqa: E402
-from kernel_status.contrib.marimo.bridge import BridgeSettings, MarimoBridge  # noqa: E402
 from kernel_status.contrib.marimo.writer import (  # noqa: E402
     DirectSink,
     HttpSink,
     SendResult,
     Sent,
     Sink,
-    Writer,
 )
 from kernel_status.events import CellNotification, KernelEvent  # noqa: E402
 from kernel_status.models import Session  # noqa: E402
 from tests.integration.marimo_server import (  # noqa: E402
+    BridgeThread,
     MarimoServer,
     Tab,
     eventually,
@@ -91,26 +88,9 @@ class TimedSink:
         await self.inner.aclose()
 
 
-class BridgeThread:
-    def __init__(self, marimo: MarimoServer, sink: TimedSink) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.stop_event = asyncio.Event()
-        settings = BridgeSettings(marimo.url, poll_interval=0.5, heartbeat_interval=5.0)
-        self.bridge = MarimoBridge(settings, Writer(sink))
-        self.thread = threading.Thread(
-            target=lambda: self.loop.run_until_complete(self.bridge.run(self.stop_event)),
-            daemon=True,
-        )
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(30)
-
-
 def measure(marimo: MarimoServer, tab: Tab, sink: TimedSink) -> tuple[list[float], list[float]]:
     """Run every cell ROUNDS times; the bridge's lags and the tab's, for the same cell-ops."""
-    bridge = BridgeThread(marimo, sink)
+    bridge = BridgeThread(marimo, sink, poll_interval=0.5, heartbeat_interval=5.0)
     try:
         eventually(lambda: tab.session_id in bridge.bridge.followers, 30, "the bridge to follow")
         eventually(lambda: bridge.bridge.followers[tab.session_id].attached, 30, "the attach")

@@ -1,17 +1,18 @@
-"""A real marimo server on a folder of notebooks, and websocket clients that play browser tabs.
+"""A real marimo server on a folder of notebooks, websocket clients that play browser tabs,
+and the bridge in a thread.
 
-Shared by tests/integration/test_marimo_bridge.py and benchmarks/bridge_lag.py.
+Shared by the real-marimo tests in tests/integration/ and by benchmarks/bridge_lag.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.util
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -20,10 +21,23 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.utils import eventually, free_port
+
+__all__ = [
+    "STARTUP_TIMEOUT",
+    "BridgeThread",
+    "MarimoServer",
+    "Tab",
+    "eventually",
+    "marimo_missing",
+    "marimo_server",
+    "notebook",
+]
 
 STARTUP_TIMEOUT = 60.0
 
@@ -32,20 +46,6 @@ def marimo_missing() -> str | None:
     if importlib.util.find_spec("marimo") is None:
         return "marimo is not installed; install the test extra: pip install -e '.[test]'"
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.05)
 
 
 def notebook(*codes: str) -> str:
@@ -243,3 +243,36 @@ class Tab:
     def close(self) -> None:
         self._socket.close()
         self._reader.join(10)
+
+
+class BridgeThread:
+    """The bridge in a thread of this process, with its own event loop."""
+
+    def __init__(self, marimo: MarimoServer, sink: Any = None, **settings: Any) -> None:
+        from kernel_status.contrib.marimo.bridge import BridgeSettings, MarimoBridge
+        from kernel_status.contrib.marimo.writer import DirectSink, Writer
+
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = asyncio.Event()
+        options = {"poll_interval": 0.3, "heartbeat_interval": 1.0, **settings}
+        self.bridge = MarimoBridge(
+            BridgeSettings(marimo.url, **options),
+            Writer(sink or DirectSink(), unknown_retry=0.5),
+        )
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bridge", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_until_complete(self.bridge.run(self.stop_event))
+        except BaseException as error:
+            self.error = error
+        finally:
+            self.loop.close()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the bridge did not stop"
+        assert self.error is None, self.error

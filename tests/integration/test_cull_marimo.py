@@ -1,8 +1,8 @@
 """The culler against a real marimo 0.25.2 server.
 
 marimo serves a directory of two notebooks (a second session of the same notebook would only
-be a read-only viewer of the first). One session of each is bridged into the mirror
-(kernel_status.bridge): one stays idle, the other runs a sleeping cell.
+be a read-only viewer of the first). A tab opens each; one bridge follows both into the mirror
+(kernel_status.contrib.marimo): one stays idle, the other runs a sleeping cell.
 ``manage.py kernel_status_cull`` must shut the idle one down in marimo, record it closed in
 the mirror, and leave the busy one running.
 """
@@ -11,15 +11,10 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import User
@@ -28,19 +23,19 @@ from django.db import connections
 from django.utils import timezone
 
 from kernel_status import mirror
-from kernel_status.bridge import BridgeConfig, MarimoBridge
 from kernel_status.choices import ProcessState
 from kernel_status.culler import MarimoServer as MarimoHome
 from kernel_status.models import KernelProcess, Session
-from tests.integration.test_bridge_marimo import (  # the real-marimo harness
-    NOTEBOOK,
+from tests.integration.marimo_server import (  # the real-marimo harness
     STARTUP_TIMEOUT,
+    BridgeThread,
     MarimoServer,
-    _stop,
-    _wait_until_up,
-    require_marimo,
+    Tab,
+    marimo_missing,
+    marimo_server,
+    notebook,
 )
-from tests.utils import eventually, free_port
+from tests.utils import eventually
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -55,80 +50,17 @@ IDLE_FOR = 2.0
 @pytest.fixture
 def marimo(tmp_path: Path) -> Iterator[MarimoServer]:
     """``marimo edit`` on a directory with idle.py and busy.py."""
-    require_marimo()
+    missing = marimo_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (CI=true requires these tests)")
+        pytest.skip(missing)
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for name in ("idle.py", "busy.py"):
-        (notebooks / name).write_text(NOTEBOOK)
-    home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_STATE_HOME": str(home / ".state"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    port = free_port()
-    log = tmp_path / "marimo.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "marimo", "edit", str(notebooks), "--headless"),
-                *("--no-token", "--port", str(port), "--host", "127.0.0.1"),
-                "--skip-update-check",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=env,
-            start_new_session=True,
-        )
-    server = MarimoServer(process, f"http://127.0.0.1:{port}", log)
-    try:
-        _wait_until_up(server)
-        server.server_token = MarimoHome(server.url).get_server_token()
+        (notebooks / name).write_text(notebook("x = 1", "y = 2"))
+    with marimo_server(notebooks, tmp_path) as server:
         yield server
-    finally:
-        _stop(process)
-
-
-@dataclass(frozen=True)
-class NotebookBridgeConfig(BridgeConfig):
-    """A bridge to one notebook of a marimo server that serves a directory."""
-
-    file: str = ""
-
-    @property
-    def ws_url(self) -> str:
-        return f"{super().ws_url}&{urlencode([('file', self.file)])}"
-
-
-@dataclass
-class Bridge:
-    bridge: MarimoBridge
-    thread: threading.Thread
-    result: dict[str, Any]
-
-
-def start_bridge(url: str, session_id: str, file: str) -> Bridge:
-    config = NotebookBridgeConfig(
-        url=url, session_id=session_id, heartbeat_interval=1.0, give_up_after=5.0, file=file
-    )
-    bridge = MarimoBridge(config)
-    result: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            result["outcome"] = bridge.run()
-        except BaseException as error:
-            result["error"] = error
-        finally:
-            connections.close_all()
-
-    thread = threading.Thread(target=target, name=f"bridge-{session_id}", daemon=True)
-    thread.start()
-    return Bridge(bridge, thread, result)
 
 
 def mirrored_state(session_id: str) -> str:
@@ -138,27 +70,35 @@ def mirrored_state(session_id: str) -> str:
 
 @pytest.fixture
 def two_sessions(marimo: MarimoServer, users: dict[str, User]) -> Iterator[MarimoServer]:
-    bridges = []
-    for session_id, file in ((IDLE, "idle.py"), (BUSY, "busy.py")):
-        mirror.register_session(session_id, owner=users["owner"], notebook=file)
-        bridges.append(start_bridge(marimo.url, session_id, file))
+    """A tab on each notebook, both mirrored by one bridge (direct mode)."""
+    tabs = {
+        sid: Tab(marimo, path, session_id=sid)
+        for sid, path in ((IDLE, "idle.py"), (BUSY, "busy.py"))
+    }
+    for session_id, tab in tabs.items():
+        tab.wait_ready()
+        mirror.register_session(session_id, owner=users["owner"], notebook=tab.path)
+    bridge = BridgeThread(marimo)
     try:
-        for b in bridges:
-            ready = lambda b=b: bool(b.bridge.cell_ids) or not b.thread.is_alive()  # noqa: E731
-            eventually(ready, STARTUP_TIMEOUT, "marimo's kernel-ready")
-            assert "error" not in b.result, b.result
-        busy = bridges[1].bridge
-        marimo.run(BUSY, list(busy.cell_ids[:1]), [LONG_SLEEP])
+        for session_id in tabs:
+            eventually(
+                lambda sid=session_id: KernelProcess.objects.filter(
+                    session__session_id=sid, state=ProcessState.RUNNING
+                ).exists(),
+                STARTUP_TIMEOUT,
+                f"the bridge to follow {session_id}",
+            )
+        code, body = marimo.run(BUSY, tabs[BUSY].cell_ids[:1], [LONG_SLEEP])
+        assert (code, body) == (200, {"success": True})
         eventually(lambda: marimo.status(BUSY) == "running", 30, "marimo: busy session running")
         eventually(lambda: mirrored_state(BUSY) == "running", 10, "mirror: busy session running")
         eventually(lambda: mirrored_state(IDLE) == "idle", 10, "mirror: idle session idle")
         yield marimo
     finally:
-        for b in bridges:
-            b.bridge.stop()
-        for b in bridges:
-            b.thread.join(15)
-            assert not b.thread.is_alive(), "a bridge did not stop"
+        bridge.stop()
+        for tab in tabs.values():
+            tab.close()
+        connections.close_all()
 
 
 def cull(marimo: MarimoServer, *args: str) -> str:

@@ -9,14 +9,12 @@ direct mode runs the bridge in a thread of the test process, on the test databas
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from kernel_status.choices import ProcessState
 from kernel_status.contrib.marimo.translate import SESSION_CLOSED_CAUSE
 from kernel_status.models import KernelProcess, Session
 from tests.integration.marimo_server import (
+    BridgeThread,
     MarimoServer,
     Tab,
     eventually,
@@ -151,36 +150,6 @@ def http_bridge(marimo: MarimoServer, live_server: Any, tmp_path: Path) -> Itera
         if process.poll() is None:
             process.kill()
             process.wait(10)
-
-
-class BridgeThread:
-    """The bridge in a thread of the test process, writing straight to the test database."""
-
-    def __init__(self, marimo: MarimoServer) -> None:
-        from kernel_status.contrib.marimo.bridge import BridgeSettings, MarimoBridge
-        from kernel_status.contrib.marimo.writer import DirectSink, Writer
-
-        self.loop = asyncio.new_event_loop()
-        self.stop_event = asyncio.Event()
-        settings = BridgeSettings(marimo.url, poll_interval=0.3, heartbeat_interval=1.0)
-        self.bridge = MarimoBridge(settings, Writer(DirectSink(), unknown_retry=0.5))
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="bridge", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.loop.run_until_complete(self.bridge.run(self.stop_event))
-        except BaseException as error:
-            self.error = error
-        finally:
-            self.loop.close()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
-        assert not self.thread.is_alive(), "the bridge did not stop"
-        assert self.error is None, self.error
 
 
 # --- the tests ----------------------------------------------------------------------------------
