@@ -30,6 +30,7 @@ from kernel_status.serializers import (
     KernelEventBatchSerializer,
     KernelStatusResponseSerializer,
 )
+from kernel_status.status_query import fetch_status
 
 logger = logging.getLogger("kernel_status")
 
@@ -100,11 +101,13 @@ class KernelStatusView(KernelAPIView[Session]):
 
     def get_object(self) -> Session:
         session_id = get_session_id(self.request)
-        # One query: access level and derived state come back as annotations.
-        try:
-            session = self.get_queryset().only("pk", "last_activity").get(session_id=session_id)
-        except Session.DoesNotExist:
-            raise SessionNotFound() from None
+        # One query, compiled once per shape: the access level and the derived state.
+        row = fetch_status(self.request.user, session_id)
+        if row is None:
+            raise SessionNotFound()
+        session = Session(pk=row.pk, session_id=row.session_id, last_activity=row.last_activity)
+        session.access_level = row.access_level  # type: ignore[attr-defined]
+        session.state = row.state  # type: ignore[attr-defined]
         self.check_object_permissions(self.request, session)
         return session
 

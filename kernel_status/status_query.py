@@ -1,0 +1,218 @@
+"""The status endpoint's one query: a user's access level and the derived state of one session.
+
+Building that query with the ORM (the access ``Case``/``Exists`` and the state
+``Case``/``Exists``) costs several times more Python than the database takes to run it. So the
+SQL is compiled once per *shape* and executed with fresh parameters on every request. A shape
+is everything that changes the SQL text: the database alias and vendor, the access policy, the
+liveness window being on or off, and the user's kind as the policy names it
+(:meth:`~kernel_status.access.AccessPolicy.compiled_query_key`). Only SQL text is cached,
+never an answer: every request runs the query, permission expression included, against the
+current data.
+
+Policies that do not opt in, and shapes whose parameters cannot be told apart safely, take the
+general path: the same queryset built with the ORM on every request.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Hashable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+from django.db import connections, router
+from django.utils import timezone
+
+from kernel_status.access import get_access_policy
+from kernel_status.conf import conf
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    from kernel_status.models import SessionQuerySet
+
+    User = AbstractBaseUser | AnonymousUser
+
+# Shapes are few (aliases x policies x window on/off x user kinds); a policy that returns keys
+# per user would grow the cache without bound, so it is cleared past this size.
+MAX_SHAPES = 256
+
+Slot = Literal["user", "session", "cutoff"]
+
+
+class StatusRow(NamedTuple):
+    pk: int
+    session_id: str
+    access_level: int
+    state: str
+
+
+class Template(NamedTuple):
+    sql: str
+    params: tuple[Any, ...]
+    slots: tuple[tuple[int, Slot], ...]
+
+
+class _Uncompilable(Exception):
+    """The shape's parameters could not be located safely: use the general path."""
+
+
+_templates: dict[Hashable, Template | None] = {}
+
+
+def status_queryset(user: User, session_id: str, *, now: datetime | None = None) -> SessionQuerySet:
+    """The general path: the session (if it exists) with the user's access level and its state.
+
+    No row means no such session. The access level is checked by the caller, as the
+    permission class does, so that a session the user may not view answers like a missing one.
+    """
+    from kernel_status.models import Session
+
+    return (
+        Session.objects.filter(session_id=session_id)
+        .with_access_level(user)
+        .with_state(now=now)
+        .values_list("pk", "session_id", "access_level", "state")
+    )
+
+
+def fetch_status(user: User, session_id: str) -> StatusRow | None:
+    """One query: the row of :func:`status_queryset`, through the compiled SQL when possible."""
+    from kernel_status.models import Session
+
+    alias = router.db_for_read(Session)
+    connection = connections[alias]
+    now = timezone.now()
+    template = _template_for(user, alias, connection)
+    if template is None:
+        row = next(iter(status_queryset(user, session_id, now=now).using(alias)), None)
+    else:
+        params = _bind(template, connection, user, session_id, now)
+        with connection.cursor() as cursor:
+            cursor.execute(template.sql, params)
+            row = cursor.fetchone()
+    return None if row is None else StatusRow(*row)
+
+
+def clear_cache() -> None:
+    """Forget every compiled shape (they are rebuilt on demand)."""
+    _templates.clear()
+
+
+def _template_for(user: User, alias: str, connection: BaseDatabaseWrapper) -> Template | None:
+    policy = get_access_policy()
+    user_key = policy.compiled_query_key(user)
+    if user_key is None:
+        return None
+    window = conf.liveness_window
+    key = (
+        alias,
+        connection.vendor,
+        conf.KERNEL_STATUS_ACCESS_POLICY,
+        type(policy),
+        window is None,
+        user_key,
+    )
+    try:
+        return _templates[key]
+    except KeyError:
+        pass
+    try:
+        template: Template | None = _compile(user, alias, connection, window)
+    except _Uncompilable:
+        template = None
+    if len(_templates) >= MAX_SHAPES:
+        _templates.clear()
+    _templates[key] = template
+    return template
+
+
+def _compile(
+    user: User, alias: str, connection: BaseDatabaseWrapper, window: timedelta | None
+) -> Template:
+    """Compile the shape with two sets of stand-in values, and find the parameters that differ.
+
+    A parameter that differs between the two compilations belongs to an input; which one is
+    told by its value. A third compilation, with other values, must then equal the template
+    with those values bound, or the shape is refused.
+    """
+    samples = [_sample(user, n) for n in range(3)]
+    compiled = [_compile_with(sample, alias, connection) for sample in samples]
+    (sql, params), (other_sql, other_params) = compiled[0], compiled[1]
+    if sql != other_sql or len(params) != len(other_params):
+        raise _Uncompilable
+    inputs = _prepared_inputs(samples[0], connection, window)
+    slots: list[tuple[int, Slot]] = []
+    for index, (value, other) in enumerate(zip(params, other_params, strict=True)):
+        if value == other:
+            continue
+        names = [name for name, prepared in inputs.items() if prepared == value]
+        if len(names) != 1:
+            raise _Uncompilable
+        slots.append((index, names[0]))
+    template = Template(sql, tuple(params), tuple(slots))
+    check_user, check_session, check_now = samples[2]
+    if compiled[2] != (sql, _bind(template, connection, check_user, check_session, check_now)):
+        raise _Uncompilable
+    return template
+
+
+def _compile_with(
+    sample: tuple[User, str, datetime], alias: str, connection: BaseDatabaseWrapper
+) -> tuple[str, list[Any]]:
+    user, session_id, now = sample
+    query = status_queryset(user, session_id, now=now).using(alias).query
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
+
+
+def _sample(user: User, n: int) -> tuple[User, str, datetime]:
+    """Stand-in inputs, distinct for each ``n``: the user with another primary key, etc."""
+    stand_in = copy.copy(user)
+    pk = user.pk
+    if isinstance(pk, int) and not isinstance(pk, bool):
+        stand_in.pk = pk + 7919 * (n + 1)
+    elif isinstance(pk, uuid.UUID):
+        stand_in.pk = uuid.uuid4()
+    elif isinstance(pk, str):
+        stand_in.pk = f"{pk}\x1f{n}"
+    elif pk is not None:
+        raise _Uncompilable
+    moment = datetime(2000 + n, 1 + n, 1 + n, 1, 2, 3, 456789 + n, tzinfo=UTC)
+    return stand_in, f"\x1fkernel-status-sample-{n}", moment
+
+
+def _prepared_inputs(
+    sample: tuple[User, str, datetime],
+    connection: BaseDatabaseWrapper,
+    window: timedelta | None,
+) -> dict[Slot, Any]:
+    user, session_id, now = sample
+    inputs: dict[Slot, Any] = {"session": session_id}
+    if user.pk is not None:
+        inputs["user"] = user.pk
+    if window is not None:
+        inputs["cutoff"] = connection.ops.adapt_datetimefield_value(now - window)
+    return inputs
+
+
+def _bind(
+    template: Template,
+    connection: BaseDatabaseWrapper,
+    user: User,
+    session_id: str,
+    now: datetime,
+) -> list[Any]:
+    params = list(template.params)
+    window = conf.liveness_window
+    for index, slot in template.slots:
+        if slot == "user":
+            params[index] = user.pk
+        elif slot == "session":
+            params[index] = session_id
+        else:
+            assert window is not None  # a cutoff slot exists only in shapes with a window
+            params[index] = connection.ops.adapt_datetimefield_value(now - window)
+    return params
