@@ -18,7 +18,7 @@ BIN6 := $(VENV_DJANGO6)/bin
 # The newest 6.x that the Django range in pyproject.toml allows.
 DJANGO6 ?= Django>=6,<7
 
-.PHONY: install demo test lint docs test-sqlite test-postgres test-django6 schema clients bench clean
+.PHONY: install demo test lint docs test-sqlite test-postgres test-django6 schema clients bench bench-wrk clean
 
 # Exits 0 when the server in the URL answers. It connects to the maintenance database, since
 # the URL's own database need not exist: pytest-django creates test_<name> itself.
@@ -110,12 +110,23 @@ test-django6: $(BIN6)/.installed
 	fi
 endif
 
-# Apply rate of the write API against a plain ORM loop, on SQLite and (if reachable) PostgreSQL.
-bench: install
-	env -u DATABASE_URL $(BIN)/python benchmarks/apply_rate.py
-	@if $(BIN)/python -c "$$POSTGRES_PROBE" '$(POSTGRES_URL)'; then \
-		DATABASE_URL='$(POSTGRES_URL)' $(BIN)/python benchmarks/apply_rate.py; \
-	fi
+$(BIN)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install --quiet -e '.[demo,bridge]' --group bench
+	touch $@ $(BIN)/.installed-demo
+
+# wrk comes from Debian's packages; say so before installing anything else.
+bench-wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+		echo "make bench needs wrk, the load generator: apt-get install wrk" >&2; exit 1; }
+
+# The whole benchmark (a few minutes on 2 cores; not part of make test): floors, the status
+# endpoint under gunicorn/granian/uvicorn on SQLite and PostgreSQL (the server in POSTGRES_URL;
+# it uses and drops the database <name>_bench), marimo's and Jupyter's endpoints, ingestion.
+# Prints one table; writes artifacts/bench.json, bench.md and bench-latency.png.
+bench: bench-wrk $(BIN)/.installed-bench
+	env -u DATABASE_URL -u DJANGO_SETTINGS_MODULE $(BIN)/python benchmarks/bench.py \
+		--postgres-url '$(POSTGRES_URL)'
 
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml

@@ -5,12 +5,13 @@ PostgreSQL when DATABASE_URL is set. The baseline, measured in the same run on t
 database, is the straightforward ORM loop a host would write first: one transaction per
 batch and an ``update_or_create`` per notification.
 
-    python benchmarks/apply_rate.py
+    python benchmarks/apply_rate.py [--json]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/kernel_status python benchmarks/apply_rate.py
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def main() -> None:
         owner = get_user_model().objects.create(username="bench")
         print(f"database: {connection.vendor}  (Django {django.get_version()})")
         print(f"{'batch':>6} {'write API (n/s)':>16} {'ORM loop (n/s)':>15} {'ratio':>7}")
+        results = []
         for size in BATCH_SIZES:
             ours = rate(
                 apply_with_write_api,
@@ -112,6 +114,9 @@ def main() -> None:
                 size,
             )
             print(f"{size:>6} {ours:>16,.0f} {base:>15,.0f} {ours / base:>6.1f}x")
+            results.append({"batch": size, "write_api": ours, "orm_loop": base})
+        if "--json" in sys.argv[1:]:  # for benchmarks/bench.py: one line, last
+            print(json.dumps({"database": connection.vendor, "rates": results}))
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()

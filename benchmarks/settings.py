@@ -10,3 +10,9 @@ from project.settings import *  # noqa: F403
 DEBUG = False
 ROOT_URLCONF = "benchmarks.urls"
 del KERNEL_STATUS_LIVENESS_WINDOW  # noqa: F821 - the package default (60 s), as in production
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    # Recommended in production (docs/performance.md): lets kernel_status prepare its status
+    # query, which PostgreSQL otherwise plans again on every request. Django's own queries
+    # keep client-side binding and are not prepared.
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5  # noqa: F405

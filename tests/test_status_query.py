@@ -55,7 +55,7 @@ def user_named(users: dict[str, User], name: str) -> AbstractBaseUser | Anonymou
     return AnonymousUser() if name == "anonymous" else users[name]
 
 
-def orm_row(user: AbstractBaseUser | AnonymousUser, session_id: str) -> tuple[Any, ...] | None:
+def orm_row(user: AbstractBaseUser | AnonymousUser, session_id: str) -> Any:
     return next(iter(status_queryset(user, session_id)), None)
 
 
@@ -172,7 +172,13 @@ def test_a_host_policy_that_opts_in_is_compiled(
     team.notebook = "team/x.py"
     team.save()
     staff = User.objects.create_user("staff", is_staff=True)
-    for user in [staff, users["stranger"], users["owner"], AnonymousUser()]:
+    everyone: list[AbstractBaseUser | AnonymousUser] = [
+        staff,
+        users["stranger"],
+        users["owner"],
+        AnonymousUser(),
+    ]
+    for user in everyone:
         for session_id in ["team-3", "private-3", "missing"]:
             assert fetch_status(user, session_id) == orm_row(user, session_id)
     assert len(shapes()) == 3
@@ -262,3 +268,49 @@ def test_orm_with_state_also_uses_the_partial_index_on_sqlite(make_session: Make
     session = make_session(cells=[*cells(Cell.IDLE) * 500, *cells(Cell.QUEUED)])
     plan = Session.objects.with_state().filter(pk=session.pk).values("state").explain()
     assert "USING INDEX kernel_status_busy_cells" in plan, plan
+
+
+@pytest.fixture
+def prepared_statements_allowed(db: Any) -> Iterator[None]:
+    """The raw psycopg connection with prepared statements on, as OPTIONS would set it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    connection.ensure_connection()
+    raw: Any = connection.connection
+    if not hasattr(raw, "prepare_threshold"):
+        pytest.skip("psycopg2 has no server-side binding")
+    raw.prepare_threshold = 5
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = None
+
+
+@pytest.mark.usefixtures("prepared_statements_allowed")
+def test_postgresql_prepares_the_compiled_query_when_allowed(
+    sessions: dict[str, Session], users: dict[str, User]
+) -> None:
+    for name in USERNAMES:
+        user = user_named(users, name)
+        for session in sessions.values():
+            assert fetch_status(user, session.session_id) == orm_row(user, session.session_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any('"kernel_status_cellstatus"' in statement for statement in prepared), prepared
+    client = APIClient()
+    client.force_authenticate(users["editor"])
+    with CaptureQueriesContext(connection) as context:  # still seen, still one query
+        assert get_status(client, sessions["running"].session_id).json() == {"state": "running"}
+    assert len(context.captured_queries) == 1
+
+
+def test_without_prepared_statements_nothing_is_prepared(
+    sessions: dict[str, Session], users: dict[str, User]
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    assert fetch_status(users["owner"], sessions["idle"].session_id) is not None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements")
+        assert cursor.fetchone() == (0,)
