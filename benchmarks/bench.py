@@ -62,7 +62,7 @@ REQUIRED_MODULES = {
 }
 MARIMO_VERSION = "0.25.2"
 STARTUP_TIMEOUT = 60.0
-ROUNDS = 2  # per target and server; the best round counts
+ROUNDS = 3  # per target and server; the best round counts
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -86,7 +86,7 @@ class Run:
 @dataclass
 class Results:
     started_at: str
-    duration_s: float
+    duration_s: int
     wrk: str
     cpus: int
     runs: list[Run] = field(default_factory=list)
@@ -147,13 +147,13 @@ def pinned(command: list[str], core: int | None) -> list[str]:
 def wrk(
     url: str,
     headers: dict[str, str],
-    duration: float,
+    duration: int,
     *,
     connections: int = 4,
     core: int | None = 0,
 ) -> tuple[float, float, float, int]:
     """(req/s, p50 ms, p99 ms, requests) of one wrk run; every answer must be a 2xx."""
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency"]
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
     output = subprocess.run(
@@ -335,7 +335,7 @@ def measure_app(
     server: str,
     workers: int,
     names: list[str],
-    duration: float,
+    duration: int,
     logs: Path,
 ) -> None:
     port = free_port()
@@ -417,7 +417,7 @@ def isolated_home(workdir: Path, name: str) -> dict[str, str]:
     }
 
 
-def measure_marimo(results: Results, duration: float, workdir: Path, logs: Path) -> None:
+def measure_marimo(results: Results, duration: int, workdir: Path, logs: Path) -> None:
     from websockets.sync.client import connect
 
     notebook = workdir / "bench_notebook.py"
@@ -474,7 +474,7 @@ def _drain(websocket: Any, stop: threading.Event) -> None:
                 websocket.recv(timeout=0.5)
 
 
-def measure_jupyter(results: Results, duration: float, workdir: Path, logs: Path) -> None:
+def measure_jupyter(results: Results, duration: int, workdir: Path, logs: Path) -> None:
     import jupyter_server
 
     port, token = free_port(), "bench-token"
@@ -676,7 +676,7 @@ def main() -> None:
         help="server to use; the bench creates and drops the database <name>_bench on it",
     )
     parser.add_argument(
-        "--duration", type=float, default=2.5, help=f"seconds per wrk run ({ROUNDS} per target)"
+        "--duration", type=int, default=2, help=f"seconds per wrk run ({ROUNDS} per target)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "artifacts", help="JSON and PNG")
     args = parser.parse_args()
