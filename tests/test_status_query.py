@@ -21,8 +21,8 @@ from kernel_status.choices import AccessLevel, ProcessState, SessionState
 from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.status_query import fetch_status, status_queryset
-from tests.utils import MakeSession, cells, get_status
 from tests.test_access import NotebookPrefixPolicy
+from tests.utils import MakeSession, cells, get_status
 
 USERNAMES = ["owner", "editor", "viewer", "stranger", "superuser", "inactive", "anonymous"]
 
