@@ -113,7 +113,9 @@ def preflight() -> None:
     modules = [pip for module, pip in REQUIRED_MODULES.items() if not _has_module(module)]
     if modules:
         missing.append(
-            "Python packages: pip install -e '.[demo,bridge]' --group bench (missing: " + ", ".join(modules) + ")"
+            "Python packages: pip install -e '.[demo,bridge]' --group bench (missing: "
+            + ", ".join(modules)
+            + ")"
         )
     if missing:
         sys.exit("make bench cannot run; missing:\n  - " + "\n  - ".join(missing))

@@ -46,12 +46,20 @@ class StatusRow(NamedTuple):
     session_id: str
     access_level: int
     state: str
+    last_activity: datetime | None
+
+
+# The columns of StatusRow, in order.
+COLUMNS = ("pk", "session_id", "access_level", "state", "last_activity")
 
 
 class Template(NamedTuple):
     sql: str
     params: tuple[Any, ...]
     slots: tuple[tuple[int, Slot], ...]
+    # The backend's converters per column (SQLite returns datetimes as text), as the ORM
+    # applies them: (column, converter functions, expression).
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]
 
 
 class _Uncompilable(Exception):
@@ -63,7 +71,7 @@ _templates: dict[Hashable, Template | None] = {}
 
 def status_queryset(
     user: User, session_id: str, *, now: datetime | None = None
-) -> QuerySet[Any, tuple[int, str, int, str]]:
+) -> QuerySet[Any, tuple[int, str, int, str, datetime | None]]:
     """The general path: the session (if it exists) with the user's access level and its state.
 
     No row means no such session. The access level is checked by the caller, as the
@@ -75,7 +83,7 @@ def status_queryset(
         Session.objects.filter(session_id=session_id)
         .with_access_level(user)
         .with_state(now=now)
-        .values_list("pk", "session_id", "access_level", "state")  # type: ignore[misc]
+        .values_list(*COLUMNS)
     )
 
 
@@ -95,6 +103,11 @@ def fetch_status(user: User, session_id: str) -> StatusRow | None:
         with _cursor(connection) as cursor:
             cursor.execute(template.sql, params)
             row = cursor.fetchone()
+        if row is not None and template.converters:
+            row = list(row)
+            for index, functions, expression in template.converters:
+                for convert in functions:
+                    row[index] = convert(row[index], expression, connection)
     return None if row is None else StatusRow(*row)
 
 
@@ -162,8 +175,9 @@ def _compile(
     with those values bound, or the shape is refused.
     """
     samples = [_sample(user, n) for n in range(3)]
-    compiled = [_compile_with(sample, alias, connection) for sample in samples]
+    compiled = [_compile_with(sample, alias, connection)[:2] for sample in samples]
     (sql, params), (other_sql, other_params) = compiled[0], compiled[1]
+    converters = _compile_with(samples[0], alias, connection)[2]
     if sql != other_sql or len(params) != len(other_params):
         raise _Uncompilable
     inputs = _prepared_inputs(samples[0], connection, window)
@@ -175,7 +189,7 @@ def _compile(
         if len(names) != 1:
             raise _Uncompilable
         slots.append((index, names[0]))
-    template = Template(sql, tuple(params), tuple(slots))
+    template = Template(sql, tuple(params), tuple(slots), converters)
     check_user, check_session, check_now = samples[2]
     if compiled[2] != (sql, _bind(template, connection, check_user, check_session, check_now)):
         raise _Uncompilable
@@ -184,11 +198,19 @@ def _compile(
 
 def _compile_with(
     sample: tuple[User, str, datetime], alias: str, connection: BaseDatabaseWrapper
-) -> tuple[str, list[Any]]:
+) -> tuple[str, list[Any], tuple[tuple[int, tuple[Any, ...], Any], ...]]:
     user, session_id, now = sample
     query = status_queryset(user, session_id, now=now).using(alias).query
-    sql, params = query.get_compiler(connection=connection).as_sql()
-    return sql, list(params)
+    compiler = query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    if compiler.col_count != len(COLUMNS):
+        raise _Uncompilable
+    columns = [selected[0] for selected in compiler.select[: compiler.col_count]]
+    converters = tuple(
+        (index, tuple(functions), expression)
+        for index, (functions, expression) in compiler.get_converters(columns).items()
+    )
+    return sql, list(params), converters
 
 
 def _sample(user: User, n: int) -> tuple[User, str, datetime]:

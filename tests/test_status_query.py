@@ -15,10 +15,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from kernel_status import status_query
+from kernel_status import mirror, status_query
 from kernel_status.access import DefaultAccessPolicy
 from kernel_status.choices import AccessLevel, ProcessState, SessionState
 from kernel_status.choices import CellRuntimeState as Cell
+from kernel_status.events import CellNotification
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.status_query import fetch_status, status_queryset
 from tests.test_access import NotebookPrefixPolicy
@@ -104,16 +105,23 @@ def test_a_write_is_visible_to_the_very_next_read(
 ) -> None:
     session = make_session(cells=cells(Cell.IDLE))
     client = token_client("editor")
-    assert get_status(client, session.session_id).json() == {"state": "idle"}
-    CellStatus.objects.filter(session=session).update(status=Cell.RUNNING)
-    assert get_status(client, session.session_id).json() == {"state": "running"}
+
+    def read() -> Any:
+        response = get_status(client, session.session_id)
+        assert response.status_code == 200
+        return response.json()
+
+    assert read() == {"state": "idle", "last_activity": None}
+    at = (timezone.now() + timedelta(seconds=1)).replace(microsecond=123000)
+    mirror.apply_events(session.session_id, [CellNotification("c0", at, status=Cell.RUNNING)])
+    assert read() == {"state": "running", "last_activity": at.isoformat().replace("+00:00", "Z")}
     KernelProcess.objects.filter(session=session).update(state=ProcessState.STOPPED)
-    assert get_status(client, session.session_id).json() == {"state": "stopped"}
+    assert read()["state"] == "stopped"
     KernelProcess.objects.filter(session=session).update(
         state=ProcessState.RUNNING, last_heartbeat_at=timezone.now()
     )
     CellStatus.objects.filter(session=session).update(status=Cell.IDLE)
-    assert get_status(client, session.session_id).json() == {"state": "idle"}
+    assert read()["state"] == "idle"
 
 
 def test_an_access_change_is_visible_to_the_very_next_read(
@@ -137,7 +145,7 @@ def test_the_first_request_compiles_without_extra_queries(
     for _ in range(2):  # compiling, then reusing
         with CaptureQueriesContext(connection) as context:
             response = get_status(client, session.session_id)
-        assert response.json() == {"state": "running"}
+        assert response.json()["state"] == "running"
         assert len(context.captured_queries) == 1
     (template,) = shapes().values()  # one shape, compiled once
     assert template is not None
@@ -301,7 +309,8 @@ def test_postgresql_prepares_the_compiled_query_when_allowed(
     client = APIClient()
     client.force_authenticate(users["editor"])
     with CaptureQueriesContext(connection) as context:  # still seen, still one query
-        assert get_status(client, sessions["running"].session_id).json() == {"state": "running"}
+        response = get_status(client, sessions["running"].session_id)
+        assert response.json()["state"] == "running"
     assert len(context.captured_queries) == 1
 
 
