@@ -112,7 +112,7 @@ endif
 
 $(BIN)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install --quiet -e '.[demo,bridge]' --group bench
+	$(BIN)/python -m pip install --quiet -e '.[demo,marimo]' --group bench
 	touch $@ $(BIN)/.installed-demo
 
 # wrk comes from Debian's packages; say so before installing anything else.

@@ -113,7 +113,7 @@ def preflight() -> None:
     modules = [pip for module, pip in REQUIRED_MODULES.items() if not _has_module(module)]
     if modules:
         missing.append(
-            "Python packages: pip install -e '.[demo,bridge]' --group bench (missing: "
+            "Python packages: pip install -e '.[demo,marimo]' --group bench (missing: "
             + ", ".join(modules)
             + ")"
         )
@@ -124,7 +124,7 @@ def preflight() -> None:
     if marimo.__version__ != MARIMO_VERSION:
         sys.exit(
             f"marimo {MARIMO_VERSION} is pinned, found {marimo.__version__}: "
-            "pip install -e '.[demo,bridge]' --group bench"
+            "pip install -e '.[demo,marimo]' --group bench"
         )
 
 
