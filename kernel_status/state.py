@@ -17,19 +17,9 @@ __all__ = [
 import re
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from django.db.models import (
-    BooleanField,
-    Case,
-    CharField,
-    Exists,
-    F,
-    Func,
-    OuterRef,
-    Q,
-    Value,
-    When,
-)
+from django.db.models import Case, CharField, Exists, F, Lookup, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from kernel_status.choices import BUSY_CELL_STATES, ProcessState, SessionState
@@ -53,25 +43,29 @@ def kernel_alive_q(*, now: datetime | None = None) -> Q:
     return alive & heard_from
 
 
-class InLiterals(Func):
+class InLiterals(Lookup):
     """``<field> IN ('a', 'b')`` with the values written into the SQL instead of bound.
 
     SQLite's planner uses a partial index only when the query repeats the index's condition
     with the same literals: with bound parameters (what ``status__in=`` gives) it falls back
-    to the plain ``session_id`` index and walks every cell of the session.
+    to the plain ``session_id`` index and walks every cell of the session. A lookup, not a
+    boolean function, so that no Django version compares it with ``= True``.
     """
 
-    arity = 1
-    conditional = True
-    output_field = BooleanField()
+    lookup_name = "in_literals"
+    prepare_rhs = False
 
     def __init__(self, field: str, values: Sequence[str]) -> None:
         for value in values:
             # Only code constants belong here; they are quoted as they are.
             if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
                 raise ValueError(f"Not a plain literal: {value!r}")
-        literals = ", ".join(f"'{value}'" for value in values)
-        super().__init__(F(field), template=f"%(expressions)s IN ({literals})")
+        super().__init__(F(field), tuple(values))
+
+    def as_sql(self, compiler: Any, connection: Any) -> Any:
+        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
+        literals = ", ".join(f"'{value}'" for value in self.rhs)
+        return f"{lhs_sql} IN ({literals})", tuple(lhs_params)
 
 
 def busy_cells_exist() -> Exists:
