@@ -5,8 +5,9 @@ opens it from a websocket client that plays the browser tab, and runs all 50 cel
 the tab's session id, ``ROUNDS`` times per mode. The bridge follows the session:
 
 - direct mode: events applied with the write API on a throwaway test database;
-- HTTP mode: events posted to ``POST /api/kernel/events`` of a live server (Django's
-  ``LiveServerThread``) on the same database, with a service account's token.
+- HTTP mode: events posted to ``POST /api/kernel/events`` of the example project served by
+  ``manage.py runserver`` in a process of its own (DEBUG off), on the same database, with a
+  service account's token.
 
 Lag is measured per cell-op: the bridge's clock when the batch holding it was committed (the
 write API returned, or the endpoint answered 200) minus the frame's ``timestamp``, stamped by
@@ -22,14 +23,20 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("DJANGO_DEBUG", "0")  # DEBUG keeps every query in memory
 
 import django
 
@@ -38,7 +45,6 @@ django.setup()
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.models import Permission  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test.testcases import LiveServerThread, _StaticFilesHandler  # noqa: E402
 from django.test.utils import setup_test_environment, teardown_test_environment  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 
@@ -60,7 +66,9 @@ from tests.integration.marimo_server import (  # noqa: E402
     marimo_server,
     notebook,
 )
+from tests.utils import free_port  # noqa: E402
 
+REPO = Path(__file__).resolve().parent.parent
 CELLS = 50
 ROUNDS = int(os.environ.get("BRIDGE_LAG_ROUNDS", "10"))
 
@@ -99,11 +107,13 @@ def measure(marimo: MarimoServer, tab: Tab, sink: TimedSink) -> tuple[list[float
         first_frame = len(tab.frames)
         codes = [f"v{i} = {i}" for i in range(CELLS)]
         for _ in range(ROUNDS):
+            runs = tab.ops_since(0).count("completed-run")
             code, body = marimo.run(tab.session_id, tab.cell_ids, codes)
             assert (code, body) == (200, {"success": True}), body
-            eventually(lambda: marimo.status(tab.session_id) == "idle", 60, "marimo idle")
+            # One run at a time: marimo says this one completed, and all of it is written.
+            eventually(lambda r=runs: tab.ops_since(0).count("completed-run") > r, 60, "the run")
             eventually(lambda: state(tab.session_id) == "idle", 60, "the mirror idle")
-        eventually(lambda: bridge.bridge.writer.queued_events == 0, 30, "the writer")
+            eventually(lambda: bridge.bridge.writer.queued_events == 0, 60, "the writer")
         sink.measuring = False
     finally:
         bridge.stop()
@@ -126,18 +136,51 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return cuts[49] * 1000, cuts[98] * 1000, ordered[-1] * 1000
 
 
+def test_database_url() -> str:
+    """DATABASE_URL of the test database, for the server process."""
+    name = connection.settings_dict["NAME"]
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{name}"
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+
+
+@contextmanager
+def api_server() -> Iterator[str]:
+    """``manage.py runserver`` on the test database; the events endpoint's URL."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            urllib.request.urlopen(f"{url}/api/kernel/status", timeout=1)
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+        return True
+
+    try:
+        eventually(up, 30, "runserver")
+        yield f"{url}/api/kernel/events"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 def main() -> None:
     if connection.vendor == "sqlite":
         test_file = Path(tempfile.mkdtemp()) / "bench.sqlite3"
         connection.settings_dict["TEST"]["NAME"] = str(test_file)
     setup_test_environment()
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
-    server = LiveServerThread("127.0.0.1", _StaticFilesHandler)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
     work = Path(tempfile.mkdtemp())
     folder = work / "notebooks"
     folder.mkdir()
@@ -148,11 +191,10 @@ def main() -> None:
         service = user_model.objects.create(username="bridge")
         service.user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
         token = Token.objects.create(user=service).key
-        with marimo_server(folder, work) as marimo:
+        with marimo_server(folder, work) as marimo, api_server() as api:
             tab = Tab(marimo, "fifty.py")
             assert len(tab.wait_ready()) == CELLS
             mirror.register_session(tab.session_id, owner=owner, notebook="fifty.py")
-            api = f"http://127.0.0.1:{server.port}/api/kernel/events"
             results = {
                 "direct": measure(marimo, tab, TimedSink(DirectSink())),
                 "http": measure(marimo, tab, TimedSink(HttpSink(api, token))),
@@ -174,7 +216,7 @@ def main() -> None:
                 f" {t50:>8.1f} {t99:>8.1f} {p50 / t50:>8.1f}x"
             )
     finally:
-        server.terminate()
+        connection.close()
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
 

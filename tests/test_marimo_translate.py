@@ -22,6 +22,7 @@ from kernel_status.contrib.marimo.translate import (
     TICK,
     Frame,
     SessionTranslator,
+    cell_notification,
     parse_frame,
 )
 from kernel_status.events import (
@@ -33,6 +34,7 @@ from kernel_status.events import (
     from_epoch,
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
+from kernel_status.serializers import CellOpDataSerializer
 
 RECORDING = json.loads(
     (Path(__file__).parent / "fixtures" / "marimo_0_25_2_frames.json").read_text()
@@ -220,3 +222,31 @@ def test_live_ops_from_before_the_attach_keep_their_arrival_order() -> None:
         ("idle", ATTACHED_AT + 2 * TICK),
         ("queued", datetime.fromtimestamp(before + 2, tz=UTC)),
     ]
+
+
+EDGE_CELL_OPS: list[dict[str, Any]] = [
+    {"cell_id": "a", "status": "idle", "timestamp": 1.5},
+    {"cell_id": "a", "status": None, "stale_inputs": True, "timestamp": 2},
+    {"cell_id": "a", "timestamp": 0},
+    {"cell_id": "a", "status": "idle", "timestamp": float("nan")},
+    {"cell_id": "a", "status": "idle", "timestamp": float("inf")},
+    {"cell_id": "a", "status": "idle", "timestamp": -1},
+    {"cell_id": "a", "status": "idle", "timestamp": 253402300800},
+    {"cell_id": "a", "status": "idle", "timestamp": True},
+    {"cell_id": 7, "status": "idle", "timestamp": 1.0},
+    {"cell_id": "a\x00b", "status": "idle", "timestamp": 1.0},
+    {"cell_id": "x" * 200, "status": "idle", "timestamp": 1.0},
+    {"cell_id": "a", "status": 3, "timestamp": 1.0},
+    {"cell_id": "a", "status": "idle", "stale_inputs": 0, "timestamp": 1.0},
+]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [json.loads(f["text"])["data"] for f in FRAMES if json.loads(f["text"])["op"] == "cell-op"]
+    + EDGE_CELL_OPS,
+)
+def test_cell_ops_are_read_as_the_ingestion_endpoint_reads_them(data: dict[str, Any]) -> None:
+    serializer = CellOpDataSerializer(data=data)
+    expected = serializer.to_event(ATTACHED_AT) if serializer.is_valid() else None
+    assert cell_notification(data) == expected

@@ -90,6 +90,8 @@ def test_events_submitted_together_and_during_a_send_go_in_one_batch() -> None:
         writer.submit("s", [cell("a", 1, "queued")])
         writer.submit("s", [cell("b", 2, "queued")])
         await until(lambda: len(sink.batches) == 1)
+        assert writer.queued_events == 2  # the batch being sent counts as not written yet
+        assert not await writer.drain(timeout=0.05)
         # While that batch is being written, three frames arrive: they wait together.
         for i in range(3):
             writer.submit("s", [cell("a", 3 + i, "running")])

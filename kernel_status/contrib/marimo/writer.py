@@ -139,6 +139,7 @@ def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
 class _Queue:
     events: list[KernelEvent] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    in_flight: int = 0  # events of the batch being sent
     unknown: bool = False
     attempt: int = 0
     closed: bool = False  # the session ended: drop the queue once it is written
@@ -215,7 +216,8 @@ class Writer:
 
     @property
     def queued_events(self) -> int:
-        return sum(len(queue.events) for queue in self._queues.values())
+        """Events not written yet, the batches being sent included."""
+        return sum(len(queue.events) + queue.in_flight for queue in self._queues.values())
 
     async def wait_fatal(self) -> FatalWriteError:
         await self._fatal_event.wait()
@@ -226,7 +228,7 @@ class Writer:
         """Wait up to ``timeout`` for every known session's queue to be written."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self._fatal is None:
-            busy = [q for q in self._queues.values() if q.events and not q.unknown]
+            busy = [q for q in self._queues.values() if (q.events or q.in_flight) and not q.unknown]
             if not busy:
                 return True
             await asyncio.sleep(0.05)
@@ -245,6 +247,7 @@ class Writer:
         while queue.events and self._fatal is None:
             batch = queue.events[: self.max_batch]
             del queue.events[: len(batch)]
+            queue.in_flight = len(batch)
             async with self._slots:
                 try:
                     result = await self.sink.send(session_id, batch)
@@ -256,6 +259,8 @@ class Writer:
                 except Exception as error:  # a bug must not stop the session's writes for good
                     logger.exception("Session %r: writing failed unexpectedly", session_id)
                     result = SendResult(Sent.RETRY, detail=f"{type(error).__name__}: {error}")
+                finally:
+                    queue.in_flight = 0
             delay = self._after(session_id, queue, batch, result)
             if delay:
                 await asyncio.sleep(delay)
