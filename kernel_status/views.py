@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError
@@ -83,6 +84,13 @@ class KernelAPIView(GenericAPIView[_M]):
         return response
 
 
+@cache
+def _status_serializer() -> KernelStatusResponseSerializer:
+    # One instance for every request: to_representation() keeps no state, and building a
+    # serializer (deep copies of its fields) cost as much per request as the status query.
+    return KernelStatusResponseSerializer()
+
+
 class KernelStatusView(KernelAPIView[Session]):
     """Answer ``{"state": "running" | "idle" | "stopped"}`` for the session in the header.
 
@@ -114,7 +122,7 @@ class KernelStatusView(KernelAPIView[Session]):
     @status_schema
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # get_object() checks every permission first: a 304 reveals no more than a 200.
-        data = self.get_serializer(self.get_object()).data
+        data = _status_serializer().to_representation(self.get_object())
         etag = body_etag(JSONRenderer().render(data))
         if none_match(request.headers.get("If-None-Match"), etag):
             response = Response(data)
