@@ -160,12 +160,12 @@ class MarimoBridge:
             self._end(session_id)
         # Bounded memory: a session marimo no longer lists never comes back under its id.
         self._warned = {(sid, kind) for sid, kind in self._warned if not sid or sid in running}
+        # Never an id of a bridge's own.
+        running = {s: p for s, p in running.items() if not s.startswith(ATTACH_ID_PREFIX)}
         paths = Counter(running.values())
         for session_id, path in running.items():
             if session_id in self.followers:
                 continue
-            if session_id.startswith(ATTACH_ID_PREFIX):
-                continue  # never follow an id of a bridge's own
             if paths[path] > 1:
                 self._warn_once(
                     session_id,
