@@ -19,7 +19,8 @@ from rest_framework.views import APIView
 
 from project.urls import urlpatterns as project_urlpatterns
 
-BODY = {"state": "idle"}
+# The status endpoint's body for an idle session that saw no activity yet.
+BODY = {"state": "idle", "last_activity": None}
 
 
 class Floor0View(APIView):
