@@ -18,7 +18,7 @@ BIN6 := $(VENV_DJANGO6)/bin
 # The newest 6.x that the Django range in pyproject.toml allows.
 DJANGO6 ?= Django>=6,<7
 
-.PHONY: install demo test lint docs test-sqlite test-postgres test-django6 schema clients bench bench-wrk clean
+.PHONY: install demo test lint docs test-sqlite test-postgres test-django6 schema clients bench bench-wrk soak clean
 
 # Exits 0 when the server in the URL answers. It connects to the maintenance database, since
 # the URL's own database need not exist: pytest-django creates test_<name> itself.
@@ -52,7 +52,8 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed-demo
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py kernel_status_demo --base-url http://127.0.0.1:$(PORT)
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	@# DEBUG stays off (no debug pages); --insecure serves the admin's static files without it.
+	$(BIN)/python manage.py runserver --insecure 127.0.0.1:$(PORT)
 
 test: install lint docs test-sqlite test-postgres test-django6
 
@@ -127,6 +128,13 @@ bench-wrk:
 bench: bench-wrk $(BIN)/.installed-bench
 	env -u DATABASE_URL -u DJANGO_SETTINGS_MODULE $(BIN)/python benchmarks/bench.py \
 		--postgres-url '$(POSTGRES_URL)'
+
+# Writers and readers over HTTP (gunicorn) on PostgreSQL for SOAK_SECONDS, then the database is
+# compared with an oracle of the events sent; non-zero exit on any error or mismatch. The
+# test-postgres pass runs a 5 s version (tests/integration/test_soak.py).
+SOAK_SECONDS ?= 30
+soak: install
+	DATABASE_URL='$(POSTGRES_URL)' $(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS)
 
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml

@@ -55,7 +55,7 @@ RETRY_AFTER_HEADER = OpenApiParameter(
     int,
     OpenApiParameter.HEADER,
     description="Seconds to wait before retrying.",
-    response=[503],
+    response=[429, 503],
 )
 
 IF_NONE_MATCH_PARAMETER = OpenApiParameter(
@@ -81,6 +81,13 @@ DATABASE_UNAVAILABLE = _error(
     "The database is busy, locked, slow past its statement timeout, or unreachable. Nothing "
     "was applied; retry after `Retry-After` seconds.",
     "The database is busy; retry shortly.",
+)
+THROTTLED = _error(
+    "Throttled",
+    "Too many requests: over the caller's rate for this endpoint, or too many failed "
+    "authentications from this IP (then before credentials are checked). Retry after "
+    "`Retry-After` seconds.",
+    "Request was throttled. Expected available in 42 seconds.",
 )
 BAD_HEADER_EXAMPLE = OpenApiExample(
     "MissingHeader", value={"detail": f"The {SESSION_ID_HEADER} header is required."}
@@ -133,6 +140,7 @@ status_schema = extend_schema(
             "Session not found.",
         ),
         405: _error("MethodNotAllowed", "Method other than GET.", 'Method "POST" not allowed.'),
+        429: THROTTLED,
         503: DATABASE_UNAVAILABLE,
     },
 )
@@ -204,6 +212,7 @@ events_schema = extend_schema(
             "The body is not JSON.",
             'Unsupported media type "text/plain" in request.',
         ),
+        429: THROTTLED,
         503: DATABASE_UNAVAILABLE,
     },
 )
@@ -265,6 +274,7 @@ sessions_schema = extend_schema(
         ),
         401: NOT_AUTHENTICATED,
         405: _error("MethodNotAllowed", "Method other than GET.", 'Method "POST" not allowed.'),
+        429: THROTTLED,
         503: DATABASE_UNAVAILABLE,
     },
 )

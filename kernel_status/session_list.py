@@ -27,6 +27,7 @@ from kernel_status.listing import (
 from kernel_status.models import Session, SessionQuerySet
 from kernel_status.openapi import CURSOR_DESCRIPTION, PAGE_SIZE_DESCRIPTION, sessions_schema
 from kernel_status.serializers import KernelSessionSerializer
+from kernel_status.throttling import SessionsRateThrottle
 from kernel_status.views import KernelAPIView
 
 
@@ -94,6 +95,7 @@ class KernelSessionListView(KernelAPIView[Session]):
     """
 
     permission_classes = [IsActiveUser]
+    throttle_classes = [SessionsRateThrottle]
     serializer_class = KernelSessionSerializer
     pagination_class = SessionCursorPagination  # type: ignore[assignment]
     http_method_names = ["get"]

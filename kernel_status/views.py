@@ -10,9 +10,13 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any, TypeVar
 
+from django.core.exceptions import PermissionDenied
 from django.db import InterfaceError, OperationalError
 from django.db.models import Model
+from django.http import Http404
 from django.utils.cache import patch_vary_headers
+from rest_framework import status
+from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer, JSONRenderer
@@ -32,6 +36,7 @@ from kernel_status.serializers import (
     KernelStatusResponseSerializer,
 )
 from kernel_status.status_query import fetch_status
+from kernel_status.throttling import EventsRateThrottle, FailedAuthThrottle, StatusRateThrottle
 
 logger = logging.getLogger("kernel_status")
 
@@ -52,8 +57,9 @@ class JSONOnlyNegotiation(DefaultContentNegotiation):
 
 
 class KernelAPIView(GenericAPIView[_M]):
-    """What both endpoints share: JSON answers that are never cached, JSON for database
-    trouble too, and none of the host's pagination or filters."""
+    """What both endpoints share: JSON answers that are never cached, whatever goes wrong
+    (database trouble is a 503, a bug a JSON 500, even with ``DEBUG`` on), rate limits with
+    failed authentications counted per IP, and none of the host's pagination or filters."""
 
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONOnlyNegotiation
@@ -62,13 +68,35 @@ class KernelAPIView(GenericAPIView[_M]):
     # "no-store" for every answer; views with conditional GETs let caches keep their
     # successful answers, provided they revalidate each time.
     success_cache_control = "no-store"
+    failed_auth_throttle_class = FailedAuthThrottle
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        self.check_failed_auth_throttle(request)
+        super().initial(request, *args, **kwargs)
+
+    def check_failed_auth_throttle(self, request: Request) -> None:
+        """429 for an IP over its failed-authentication rate, before its credentials are
+        looked at: DRF's own throttles run after authentication, which a bad token fails."""
+        throttle = self.failed_auth_throttle_class()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait() or 0)
 
     def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, NotAuthenticated | AuthenticationFailed):
+            self.failed_auth_throttle_class().record_failure(self.request, self)
         if isinstance(exc, OperationalError | InterfaceError):
             # A locked SQLite file, a PostgreSQL statement or lock timeout, a connection that
             # failed or was lost: retrying is the answer.
             logger.warning("Database unavailable: %s", exc)
             exc = DatabaseUnavailable()
+        if not isinstance(exc, APIException | Http404 | PermissionDenied):
+            # DRF would re-raise it, and Django answer with an HTML page (a debug page when
+            # DEBUG is on). Clients of a JSON API get JSON; the traceback goes to the log.
+            logger.error("Internal error answering %s", self.request.path, exc_info=exc)
+            return Response(
+                {"detail": "Internal server error."},
+                status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+            )
         return super().handle_exception(exc)
 
     def finalize_response(
@@ -100,6 +128,7 @@ class KernelStatusView(KernelAPIView[Session]):
     """
 
     permission_classes = [HasSessionEditAccess]
+    throttle_classes = [StatusRateThrottle]
     serializer_class = KernelStatusResponseSerializer
     http_method_names = ["get"]
     success_cache_control = "private, no-cache"
@@ -138,6 +167,7 @@ class KernelEventsView(KernelAPIView[Any]):
     (:func:`kernel_status.ingest.ingest` parses, limits, applies and reports)."""
 
     permission_classes = [CanReportKernelEvents]
+    throttle_classes = [EventsRateThrottle]
     parser_classes = [EventBatchParser]
     serializer_class = KernelEventBatchSerializer
     http_method_names = ["post"]

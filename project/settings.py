@@ -15,9 +15,11 @@ import kernel_status
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-# The example project is for local use only; never deploy it with this key.
+# The example project is for local use only; never deploy it with this key. Production:
+# project/settings_production.py, which takes the key from the environment with no fallback.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "kernel-status-example-project-not-secret")
-DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+# Off unless asked for (make demo does): debug pages list settings and URLs.
+DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 INSTALLED_APPS = [
@@ -65,11 +67,23 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "project.wsgi.application"
 
+# Persistent connections, checked before each request reuses them, so the first request
+# after a database restart does not fail on a dead connection.
 DATABASES = {
     "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60, conn_health_checks=True
     ),
 }
+# Bounds on waiting for PostgreSQL, so that a stuck database gives a 503 with Retry-After
+# instead of hanging the workers: seconds to connect, milliseconds per statement (lock waits
+# included). The endpoints' queries take milliseconds.
+DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5"))
+DATABASE_STATEMENT_TIMEOUT = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "5000"))
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        connect_timeout=DATABASE_CONNECT_TIMEOUT,
+        options=f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT}",
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take SQLite's write lock when their transaction begins, so concurrent kernel
     # hosts queue up instead of failing with "database is locked" halfway through a batch.
@@ -94,6 +108,13 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # kernel_status's scopes (see kernel_status.throttling); these are its defaults.
+    "DEFAULT_THROTTLE_RATES": {
+        "kernel_status.status": "600/min",
+        "kernel_status.events": "3000/min",
+        "kernel_status.sessions": "120/min",
+        "kernel_status.failed_auth": "30/min",
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 

@@ -4,7 +4,7 @@ import os
 import tempfile
 
 from project.settings import *  # noqa: F403
-from project.settings import DATABASES
+from project.settings import DATABASES, REST_FRAMEWORK
 
 del KERNEL_STATUS_LIVENESS_WINDOW  # noqa: F821 - tests exercise the default window
 
@@ -16,3 +16,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"kernel_status_test_{os.getpid()}.sqlite3")
     }
+
+# No rate limits by accident: tests of throttling set their rates with override_settings.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {
+        "kernel_status.status": None,
+        "kernel_status.events": None,
+        "kernel_status.sessions": None,
+        "kernel_status.failed_auth": None,
+    },
+}

@@ -83,28 +83,31 @@ def test_operation_documents_header_and_every_response(schema: dict[str, Any]) -
         },
     }
     responses = operation["responses"]
-    assert sorted(responses) == ["200", "304", "400", "401", "403", "404", "405", "503"]
+    assert sorted(responses) == ["200", "304", "400", "401", "403", "404", "405", "429", "503"]
     assert responses["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/KernelStatusResponse"
     }
     for code in ["200", "304"]:
         assert responses[code]["headers"]["ETag"]["schema"] == {"type": "string"}
     assert "content" not in responses["304"]
-    for code in ["400", "401", "403", "404", "405", "503"]:
+    for code in ["400", "401", "403", "404", "405", "429", "503"]:
         assert responses[code]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/KernelStatusError"
         }
 
 
 @pytest.mark.parametrize(("path", "method"), OPERATIONS)
-def test_503_is_documented_with_retry_after(schema: dict[str, Any], path: str, method: str) -> None:
-    response = schema["paths"][path][method]["responses"]["503"]
-    assert response["headers"] == {
-        "Retry-After": {
-            "schema": {"type": "integer"},
-            "description": "Seconds to wait before retrying.",
+def test_429_and_503_are_documented_with_retry_after(
+    schema: dict[str, Any], path: str, method: str
+) -> None:
+    for code in ["429", "503"]:
+        response = schema["paths"][path][method]["responses"][code]
+        assert response["headers"] == {
+            "Retry-After": {
+                "schema": {"type": "integer"},
+                "description": "Seconds to wait before retrying.",
+            }
         }
-    }
 
 
 def test_every_event_pins_its_op_and_the_discriminator_maps_every_op(

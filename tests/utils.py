@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from django.contrib.auth.models import User
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -65,3 +70,70 @@ def eventually(
     while not check():
         assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
         time.sleep(0.02)
+
+
+def database_url() -> str:
+    """The URL of the test database, for a server in another process."""
+    settings = connection.settings_dict
+    if settings["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings['NAME']}"
+    password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
+    return (
+        f"postgres://{settings['USER']}{password}@{settings['HOST'] or '127.0.0.1'}:"
+        f"{settings['PORT'] or 5432}/{settings['NAME']}"
+    )
+
+
+@contextmanager
+def gunicorn_server(
+    settings_module: str = "tests.settings",
+    *,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[str]:
+    """Serve the example project with gunicorn on the test database; yields its base URL.
+
+    The server sees only committed rows: use it from ``transactional_db`` tests.
+    ``DJANGO_DEBUG`` is not passed on, so the settings' own default applies.
+    """
+    port = free_port()
+    server_env = {
+        key: value for key, value in os.environ.items() if key not in {"DJANGO_DEBUG"}
+    } | {
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "DATABASE_URL": database_url(),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    }
+    command = [
+        *(sys.executable, "-m", "gunicorn", "project.wsgi:application"),
+        *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "60"),
+    ]
+    with open(log or os.devnull, "wb") as output:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=server_env, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            eventually(
+                lambda: process.poll() is not None or _accepts(port),
+                timeout=30,
+                what="gunicorn to listen",
+            )
+            assert process.poll() is None, f"gunicorn exited with {process.returncode}"
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True

@@ -19,7 +19,7 @@ export type SessionState = components["schemas"]["KernelStatusStateEnum"];
 export type KernelStatusResponse = Required<components["schemas"]["KernelStatusResponse"]>;
 /** The body of every error answer: `{ detail }`. */
 export type KernelStatusErrorBody = components["schemas"]["KernelStatusError"];
-/** The error statuses the schema documents: 400, 401, 403, 404, 405 and 503. */
+/** The error statuses the schema documents: 400, 401, 403, 404, 405, 429 and 503. */
 export type KernelStatusErrorStatus = Exclude<keyof Operation["responses"], 200 | 304>;
 
 /** The endpoint's path. It is checked against the schema, so a renamed path fails to build. */
@@ -43,6 +43,7 @@ const ERROR_STATUSES = {
   403: true,
   404: true,
   405: true,
+  429: true,
   503: true,
 } as const satisfies Record<KernelStatusErrorStatus, true>;
 
@@ -51,7 +52,7 @@ export class KernelStatusError extends Error {
   override readonly name = "KernelStatusError";
 
   constructor(
-    /** 400, 401, 403, 404, 405 or 503 (database busy: retry after a pause). */
+    /** 400, 401, 403, 404, 405, 429 (throttled) or 503 (database busy): retry the last two after a pause. */
     readonly status: KernelStatusErrorStatus,
     /** The server's `detail`, for example `"Session not found."`. */
     readonly detail: string,

@@ -1,0 +1,74 @@
+"""schemathesis against a real server: the served schema and the server agree, on valid and
+invalid data, for both operations, with every check.
+
+Two derandomized runs of the CLI against gunicorn, with a real token: one with the id of a
+session the token's user owns (200s, writes, body validation), one with generated ids (the
+header's constraints). Runs in the Django 5.2 SQLite pass only (``make test-sqlite``): its cost
+is the generation, not the database.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from rest_framework.authtoken.models import Token
+
+from kernel_status import mirror
+from tests.utils import REPO, SESSION_ID, gunicorn_server
+
+# Per operation and run; the two runs make about 1,100 cases in all (150 made 958).
+MAX_EXAMPLES = 180
+MIN_CASES = 1_000
+
+pytestmark = [
+    # make test-django6 deselects slow tests; test-postgres skips it (below).
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        connection.vendor != "sqlite", reason="runs once per make test, on the SQLite pass"
+    ),
+]
+
+
+def run_schemathesis(base_url: str, token: str, *headers: str, report: Path) -> int:
+    """Run the CLI; fail with its output unless it found nothing. Returns the case count."""
+    command = [
+        *(str(Path(sys.executable).with_name("st")), "run", str(REPO / "schema.yml")),
+        *("--url", base_url, "--header", f"Authorization: Token {token}"),
+        *(arg for header in headers for arg in ("--header", header)),
+        *("--checks", "all", "--mode", "all", "--phases", "examples,coverage,fuzzing"),
+        *("--max-examples", str(MAX_EXAMPLES), "--generation-deterministic"),
+        *("--request-timeout", "10", "--workers", "2"),
+        *("--no-color", "--report", "junit", "--report-junit-path", str(report)),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    match = re.search(r"(\d+) generated, (\d+) passed", output)
+    assert match, output
+    generated, passed = map(int, match.groups())
+    assert "failed" not in output.split("Test cases:")[-1], output
+    assert passed <= generated
+    return generated
+
+
+@pytest.mark.django_db(transaction=True)
+def test_schema_and_server_agree(users: dict[str, User], tmp_path: Path) -> None:
+    owner: Any = users["owner"]
+    owner.user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    mirror.register_session(SESSION_ID, owner=owner, notebook="nb.py")
+    token = Token.objects.create(user=owner).key
+    with gunicorn_server(workers=2) as base_url:
+        with_session = run_schemathesis(
+            base_url, token, f"Marimo-Session-Id: {SESSION_ID}", report=tmp_path / "a.xml"
+        )
+        generated_ids = run_schemathesis(base_url, token, report=tmp_path / "b.xml")
+    total = with_session + generated_ids
+    print(f"schemathesis: {with_session} + {generated_ids} = {total} cases, 0 failures")
+    assert total >= MIN_CASES
