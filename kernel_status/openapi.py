@@ -169,7 +169,8 @@ events_schema = extend_schema(
         400: OpenApiResponse(
             response=BatchErrorSerializer,
             description="Bad header, a body that is not JSON or not a batch, or invalid items "
-            "(each listed in `errors`). Nothing was applied.",
+            "(each listed in `errors`), including timestamps more than "
+            "KERNEL_STATUS_MAX_CLOCK_SKEW ahead of the server's clock. Nothing was applied.",
             examples=[
                 OpenApiExample(
                     "InvalidItem",

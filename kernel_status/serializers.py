@@ -113,6 +113,12 @@ class TimestampField(serializers.FloatField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", 0)
         kwargs.setdefault("max_value", 253402300799)  # 9999-12-31
+        # The clock guard depends on the server's clock, which a static schema cannot state.
+        kwargs.setdefault(
+            "help_text",
+            "Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) "
+            "ahead of the server's clock: a later one makes the batch a 400.",
+        )
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> float:

@@ -73,7 +73,10 @@ export interface components {
             cell_id: string;
             status?: components["schemas"]["CellRuntimeStateEnum"] | null;
             stale_inputs?: boolean | null;
-            /** Format: double */
+            /**
+             * Format: double
+             * @description Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) ahead of the server's clock: a later one makes the batch a 400.
+             */
             timestamp: number;
         };
         /** @description An event with op "cell-op". */
@@ -123,7 +126,10 @@ export interface components {
         };
         /** @description When the kernel was last seen alive (default: when the server received it). */
         KernelHeartbeatData: {
-            /** Format: double */
+            /**
+             * Format: double
+             * @description Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) ahead of the server's clock: a later one makes the batch a 400.
+             */
             timestamp?: number;
         };
         /** @description An event with op "kernel-heartbeat". */
@@ -162,7 +168,10 @@ export interface components {
          *     would reset them to idle.
          */
         KernelStartedData: {
-            /** Format: double */
+            /**
+             * Format: double
+             * @description Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) ahead of the server's clock: a later one makes the batch a 400.
+             */
             timestamp: number;
         };
         /** @description An event with op "kernel-started". */
@@ -198,7 +207,10 @@ export interface components {
         KernelStatusStateEnum: "idle" | "running" | "stopped";
         /** @description When the kernel process exited (default: when the server received it), and why. */
         KernelStoppedData: {
-            /** Format: double */
+            /**
+             * Format: double
+             * @description Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) ahead of the server's clock: a later one makes the batch a 400.
+             */
             timestamp?: number;
             exit_code?: number | null;
             cause?: string;
@@ -261,7 +273,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelEventBatchResult"];
                 };
             };
-            /** @description Bad header, a body that is not JSON or not a batch, or invalid items (each listed in `errors`). Nothing was applied. */
+            /** @description Bad header, a body that is not JSON or not a batch, or invalid items (each listed in `errors`), including timestamps more than KERNEL_STATUS_MAX_CLOCK_SKEW ahead of the server's clock. Nothing was applied. */
             400: {
                 headers: {
                     [name: string]: unknown;

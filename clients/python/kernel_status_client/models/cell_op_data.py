@@ -18,7 +18,8 @@ class CellOpData:
 
     Attributes:
         cell_id (str):
-        timestamp (float):
+        timestamp (float): Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) ahead of the
+            server's clock: a later one makes the batch a 400.
         status (CellRuntimeStateEnum | None | Unset):
         stale_inputs (bool | None | Unset):
     """

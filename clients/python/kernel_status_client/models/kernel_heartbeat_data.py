@@ -16,7 +16,8 @@ class KernelHeartbeatData:
     """When the kernel was last seen alive (default: when the server received it).
 
     Attributes:
-        timestamp (float | Unset):
+        timestamp (float | Unset): Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default)
+            ahead of the server's clock: a later one makes the batch a 400.
     """
 
     timestamp: float | Unset = UNSET

@@ -17,7 +17,8 @@ class KernelStartedData:
     would reset them to idle.
 
         Attributes:
-            timestamp (float):
+            timestamp (float): Seconds since the epoch. At most KERNEL_STATUS_MAX_CLOCK_SKEW (300 s by default) ahead of the
+                server's clock: a later one makes the batch a 400.
     """
 
     timestamp: float
