@@ -351,6 +351,14 @@ def test_event_reports_are_limited_per_user(session: Session, reporter_token: st
     cache.clear()
 
 
+def test_session_listings_are_limited_per_user(token_client: Any) -> None:
+    editor = token_client("editor")
+    with rates(status=None, events=None, sessions="2/min", failed_auth=None):
+        statuses = [editor.get("/api/kernel/sessions").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+    cache.clear()
+
+
 def test_without_host_rates_the_defaults_apply(session: Session) -> None:
     cache.clear()
     rest_framework = {k: v for k, v in settings.REST_FRAMEWORK.items() if "THROTTLE" not in k}

@@ -423,6 +423,17 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
+            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then before credentials are checked). Retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
             /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
             503: {
                 headers: {

@@ -67,6 +67,11 @@ def _parse_response(
 
         return response_405
 
+    if response.status_code == 429:
+        response_429 = KernelStatusError.from_dict(response.json())
+
+        return response_429
+
     if response.status_code == 503:
         response_503 = KernelStatusError.from_dict(response.json())
 
