@@ -238,7 +238,10 @@ sessions_schema = extend_schema(
     parameters=[
         OpenApiParameter("cursor", str, OpenApiParameter.QUERY, description=CURSOR_DESCRIPTION),
         OpenApiParameter(
-            "page_size", int, OpenApiParameter.QUERY, description=PAGE_SIZE_DESCRIPTION
+            "page_size",
+            {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
+            OpenApiParameter.QUERY,
+            description=PAGE_SIZE_DESCRIPTION,
         ),
         OpenApiParameter(
             "state",
@@ -249,7 +252,7 @@ sessions_schema = extend_schema(
         ),
         OpenApiParameter(
             "idle_for",
-            float,
+            {"type": "number", "minimum": 0, "maximum": MAX_IDLE_FOR_SECONDS},
             OpenApiParameter.QUERY,
             description="Only sessions that are idle or stopped and had no activity for at "
             "least this many seconds (a session with no activity yet counts from its "
@@ -264,8 +267,7 @@ sessions_schema = extend_schema(
         ),
         400: OpenApiResponse(
             response=ErrorSerializer,
-            description="A filter, cursor or page size that cannot be used, or an unknown "
-            "query parameter.",
+            description="A filter or page size that cannot be used, or an unknown query parameter.",
             examples=[
                 OpenApiExample(
                     "InvalidFilter",
@@ -274,6 +276,11 @@ sessions_schema = extend_schema(
             ],
         ),
         401: NOT_AUTHENTICATED,
+        404: _error(
+            "InvalidCursor",
+            "A cursor that the server did not issue: it names no page.",
+            "Invalid cursor.",
+        ),
         405: _error("MethodNotAllowed", "Method other than GET.", 'Method "POST" not allowed.'),
         429: THROTTLED,
         503: DATABASE_UNAVAILABLE,

@@ -31,6 +31,17 @@ from kernel_status.throttling import SessionsRateThrottle
 from kernel_status.views import KernelAPIView
 
 
+class InvalidCursor(NotFound):
+    """A cursor the server did not issue: it names no page, as an unknown id names nothing.
+
+    404, not 400: a cursor is opaque, so no schema can tell a client which strings are
+    cursors; a 400 would say the request was malformed when it only points nowhere.
+    """
+
+    default_detail = _("Invalid cursor.")
+    default_code = "invalid_cursor"
+
+
 class InvalidQuery(APIException):
     """A query parameter the listing cannot use."""
 
@@ -70,16 +81,15 @@ class SessionCursorPagination(CursorPagination):
         return int(raw)
 
     def decode_cursor(self, request: Request) -> Cursor | None:
-        # DRF answers a bad cursor with 404; it is bad input, so 400 like the filters.
         try:
             cursor = super().decode_cursor(request)
         except NotFound:
-            raise InvalidQuery(self.invalid_cursor_message) from None
+            raise InvalidCursor() from None
         # The position is compared with the integer primary key: a crafted cursor with text
         # there would reach the database as a bad value.
         position = None if cursor is None else cursor.position
         if position is not None and not str(position).lstrip("-").isdigit():
-            raise InvalidQuery(self.invalid_cursor_message)
+            raise InvalidCursor()
         return cursor
 
 

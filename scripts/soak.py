@@ -219,8 +219,8 @@ def compare(oracle: Oracle, port: int, token: str, sessions: list[str]) -> list[
         headers = {"Authorization": f"Token {token}", "Marimo-Session-Id": session_id}
         status_code, body = call(port, "GET", "/api/kernel/status", headers, None)
         answer = json.loads(body) if status_code == 200 else body
-        if answer != {"state": expected_state}:
-            mismatches.append(f"{session_id}: answered {answer}, expected {expected_state}")
+        if not isinstance(answer, dict) or answer.get("state") != expected_state:
+            mismatches.append(f"{session_id}: answered {answer!r}, expected {expected_state}")
     return mismatches
 
 

@@ -191,7 +191,8 @@ def test_the_next_request_after_a_database_restart_succeeds(
         ).fetchall()
         assert terminated, "the worker kept no connection open"
         status, _, content = request(base_url, "GET", "/api/kernel/status", headers=headers)
-        assert (status, json.loads(content)) == (200, {"state": "stopped"})
+        assert status == 200
+        assert json.loads(content)["state"] == "stopped"
 
 
 # --- chunked bodies --------------------------------------------------------------------------

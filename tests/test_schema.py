@@ -165,11 +165,11 @@ def test_listing_documents_filters_pages_and_errors(schema: dict[str, Any]) -> N
         "page_size",
     }
     responses = operation["responses"]
-    assert sorted(responses) == ["200", "400", "401", "405", "503"]
+    assert sorted(responses) == ["200", "400", "401", "404", "405", "429", "503"]
     assert responses["200"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/PaginatedKernelSessionList"
     }
-    for code in ["400", "401", "405", "503"]:
+    for code in ["400", "401", "404", "405", "429", "503"]:
         assert responses[code]["content"]["application/json"]["schema"] == {
             "$ref": "#/components/schemas/KernelStatusError"
         }

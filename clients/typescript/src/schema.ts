@@ -396,7 +396,7 @@ export interface operations {
                     "application/json": components["schemas"]["PaginatedKernelSessionList"];
                 };
             };
-            /** @description A filter, cursor or page size that cannot be used, or an unknown query parameter. */
+            /** @description A filter or page size that cannot be used, or an unknown query parameter. */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -407,6 +407,15 @@ export interface operations {
             };
             /** @description Not authenticated. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description A cursor that the server did not issue: it names no page. */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

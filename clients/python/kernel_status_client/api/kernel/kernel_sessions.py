@@ -62,6 +62,11 @@ def _parse_response(
 
         return response_401
 
+    if response.status_code == 404:
+        response_404 = KernelStatusError.from_dict(response.json())
+
+        return response_404
+
     if response.status_code == 405:
         response_405 = KernelStatusError.from_dict(response.json())
 
