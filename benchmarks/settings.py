@@ -16,3 +16,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
     # query, which PostgreSQL otherwise plans again on every request. Django's own queries
     # keep client-side binding and are not prepared.
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5  # noqa: F405
+
+# No rate limits: a load generator is one user on one IP, and would be throttled within a
+# second (docs/deployment.md, "Rate limits"). The throttles' own cost is not measured here.
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {
+        "kernel_status.status": None,
+        "kernel_status.events": None,
+        "kernel_status.sessions": None,
+        "kernel_status.failed_auth": None,
+    },
+}
