@@ -62,9 +62,11 @@ class Oracle:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cells: dict[tuple[str, str], tuple[float, str, bool]] = field(default_factory=dict)
     heartbeats: dict[str, float] = field(default_factory=dict)
+    events: int = 0
 
     def acknowledge(self, session_id: str, events: list[dict[str, Any]]) -> None:
         with self.lock:
+            self.events += len(events)
             for event in events:
                 data = event["data"]
                 if event["op"] == "cell-op":
@@ -325,7 +327,6 @@ def main() -> int:
         elapsed = time.monotonic() - started
 
         mismatches = compare(oracle, port, token, sessions)
-        events = sum(1 for _ in oracle.cells)
         print(
             f"soak: {elapsed:.1f} s, {args.writers} writers, {args.readers} readers, "
             f"{args.sessions} sessions, gunicorn {args.workers} workers x 4 threads, "
@@ -340,7 +341,8 @@ def main() -> int:
                 f"  p99 {percentile(values, 99) * 1000:6.1f} ms"
             )
         print(
-            f"  cells checked: {events}, errors: {len(stats.errors)}, mismatches: {len(mismatches)}"
+            f"  events acknowledged: {oracle.events}, cells checked: {len(oracle.cells)}, "
+            f"errors: {len(stats.errors)}, mismatches: {len(mismatches)}"
         )
         for line in (stats.errors + mismatches)[:20]:
             print(f"    {line}")

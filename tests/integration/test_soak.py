@@ -37,4 +37,5 @@ def test_short_soak_has_no_errors_and_no_mismatches() -> None:
     )
     assert writes > 0
     assert reads > 0
-    assert re.search(r"cells checked: [1-9]\d*, errors: 0, mismatches: 0", output), output
+    pattern = r"events acknowledged: [1-9]\d*, cells checked: [1-9]\d*, errors: 0, mismatches: 0"
+    assert re.search(pattern, output), output
