@@ -62,7 +62,7 @@ REQUIRED_MODULES = {
 }
 MARIMO_VERSION = "0.25.2"
 STARTUP_TIMEOUT = 60.0
-ROUNDS = 3  # per target and server; the best round counts
+ROUNDS = 5  # per target and server; the best round counts
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -677,7 +677,7 @@ def main() -> None:
         help="server to use; the bench creates and drops the database <name>_bench on it",
     )
     parser.add_argument(
-        "--duration", type=int, default=2, help=f"seconds per wrk run ({ROUNDS} per target)"
+        "--duration", type=int, default=1, help=f"seconds per wrk run ({ROUNDS} per target)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "artifacts", help="JSON and PNG")
     args = parser.parse_args()
