@@ -1,8 +1,9 @@
 """The ingestion path of ``POST /api/kernel/events``, from request body to report.
 
-One owner for everything the body goes through: its length (411, 413), its JSON (400), the
-batch's wire shape and size (:class:`~kernel_status.serializers.KernelEventBatchSerializer`:
-400 naming each invalid item, 413), the write (404 for an unknown session) and the report.
+One owner for everything the body goes through: its limits (411 without a length, 413 for
+too many bytes or events), its JSON (400), the batch's wire shape
+(:class:`~kernel_status.serializers.KernelEventBatchSerializer`: 400 naming each invalid item),
+the write (404 for an unknown session) and the report.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
+from kernel_status.conf import conf
 from kernel_status.events import ApplyResult
 from kernel_status.exceptions import (
+    BatchTooLarge,
     BodyTooLarge,
     InvalidEventBatch,
     LengthRequired,
@@ -31,7 +34,8 @@ NOT_A_BATCH = 'The body must be a JSON object with an "events" list.'
 
 
 class EventBatchParser(JSONParser):
-    """DRF's JSON parser, with a 400 for JSON nested too deeply for Python's json module.
+    """DRF's JSON parser, with a 400 for JSON nested too deeply for Python's json module, and a
+    413 for more events than ``KERNEL_STATUS_MAX_BATCH_SIZE`` before any is validated.
 
     ``json.loads`` recurses once per level and raises ``RecursionError`` (not ``ValueError``,
     which DRF catches) about 1,000 levels down.
@@ -39,9 +43,12 @@ class EventBatchParser(JSONParser):
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         try:
-            return super().parse(stream, media_type, parser_context)
+            body = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None
+        if isinstance(body, Mapping):
+            check_batch_size(body.get("events"))
+        return body
 
 
 def ingest(request: Request, session_id: str) -> ApplyResult:
@@ -75,6 +82,15 @@ def check_length(request: Request) -> None:
         raise BodyTooLarge(
             f"The body has {length} bytes; at most {limit} are accepted "
             "(DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        )
+
+
+def check_batch_size(events: Any) -> None:
+    """413 for a list of more events than ``KERNEL_STATUS_MAX_BATCH_SIZE``."""
+    limit = conf.KERNEL_STATUS_MAX_BATCH_SIZE
+    if isinstance(events, list) and len(events) > limit:
+        raise BatchTooLarge(
+            f"The batch has {len(events)} events; at most {limit} are accepted per request."
         )
 
 

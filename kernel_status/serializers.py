@@ -23,7 +23,6 @@ from kernel_status.events import (
     KernelStopped,
     from_epoch,
 )
-from kernel_status.exceptions import BatchTooLarge
 from kernel_status.models import Session
 from kernel_status.validators import cell_id_problem
 
@@ -328,28 +327,16 @@ class KernelEventField(serializers.Field):  # type: ignore[type-arg]
         raise NotImplementedError("events are only read")
 
 
-class EventListField(serializers.ListField):
-    """The ``events`` list; more than ``KERNEL_STATUS_MAX_BATCH_SIZE`` is a 413, checked before
-    any item is validated."""
-
-    child = KernelEventField()
-
-    def to_internal_value(self, data: Any) -> list[Any]:
-        limit = conf.KERNEL_STATUS_MAX_BATCH_SIZE
-        if isinstance(data, list) and len(data) > limit:
-            raise BatchTooLarge(
-                f"The batch has {len(data)} events; at most {limit} are accepted per request."
-            )
-        return super().to_internal_value(data)
-
-
 @extend_schema_serializer(component_name="KernelEventBatch")
 class KernelEventBatchSerializer(serializers.Serializer[Any]):
     """Events of one session, in any order: timestamps decide."""
 
-    events = EventListField(
+    # Its size limit (413) is checked by kernel_status.ingest, with the body's, before any item
+    # is validated.
+    events = serializers.ListField(
+        child=KernelEventField(),
         help_text="marimo `cell-op` frames and lifecycle reports. At most "
-        "KERNEL_STATUS_MAX_BATCH_SIZE (default 1000) per request."
+        "KERNEL_STATUS_MAX_BATCH_SIZE (default 1000) per request.",
     )
 
 
