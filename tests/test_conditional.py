@@ -33,7 +33,7 @@ def assert_full_answer(response: Any, body: dict[str, Any]) -> str:
     assert response.json() == body
     assert response["ETag"] == body_etag(response.content)
     assert response["Cache-Control"] == REVALIDATE
-    assert "Marimo-Session-Id" in response["Vary"]
+    assert "Vary" not in response  # the tag depends on the body alone
     etag: str = response["ETag"]
     return etag
 

@@ -194,7 +194,7 @@ describe("getKernelStatusIfChanged: conditional reads", () => {
     assert.equal(first.notModified, false);
     assert.ok(!first.notModified);
     assert.deepEqual(first.body, { state: "running", last_activity: null });
-    assert.match(first.etag ?? "", /^"[0-9a-f]{32}"$/);
+    assert.match(first.etag ?? "", /^"[A-Za-z0-9_-]{22}"$/);
     const again = await editor.getKernelStatusIfChanged(sessions.running, { etag: first.etag });
     assert.deepEqual(again, { notModified: true, etag: first.etag });
     const stale = await editor.getKernelStatusIfChanged(sessions.running, { etag: '"stale"' });
@@ -248,7 +248,7 @@ describe("waitUntilIdle", () => {
     assert.ok(seen.length >= 3, `${seen.length} polls`);
     assert.deepEqual(seen[0], { tag: null, status: 200 });
     for (const poll of seen.slice(1)) {
-      assert.match(poll.tag ?? "", /^"[0-9a-f]{32}"$/);
+      assert.match(poll.tag ?? "", /^"[A-Za-z0-9_-]{22}"$/);
       assert.equal(poll.status, 304);
     }
   });
