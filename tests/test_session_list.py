@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -17,6 +18,7 @@ from rest_framework.test import APIClient
 
 from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.choices import ProcessState
+from kernel_status.listing import SessionFilter, listing, sessions_for
 from kernel_status.models import Session, SessionAccess
 from tests.utils import MakeSession, cells
 
@@ -331,3 +333,36 @@ def test_listing_never_writes(
         listed(client)
     assert all(q["sql"].lstrip().upper().startswith("SELECT") for q in context.captured_queries)
     assert list(Session.objects.order_by("pk").values()) == before
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="plan check needs PostgreSQL")
+def test_a_page_is_one_indexed_query_on_postgresql(users: dict[str, User]) -> None:
+    """2,000 sessions of 50 cells, inserted set-based: a page walks the primary key and
+    probes cells only through the partial busy-cell index, never scanning the cell table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO kernel_status_session (session_id, owner_id, notebook, created_at, "
+            "updated_at) SELECT 'p' || n, %s, 'nb.py', now(), now() "
+            "FROM generate_series(1, 2000) AS n",
+            [users["owner"].pk],
+        )
+        cursor.execute(
+            "INSERT INTO kernel_status_kernelprocess (session_id, state, started_at, "
+            "last_heartbeat_at, exit_cause) SELECT id, 'running', now(), now(), '' "
+            "FROM kernel_status_session"
+        )
+        cursor.execute(
+            "INSERT INTO kernel_status_cellstatus (session_id, cell_id, status, stale, "
+            "notified_at) SELECT s.id, 'c' || c, CASE WHEN c = 0 AND s.id % 7 = 0 "
+            "THEN 'running' ELSE 'idle' END, false, now() FROM kernel_status_session s "
+            "CROSS JOIN generate_series(0, 49) AS c"
+        )
+        cursor.execute("ANALYZE")
+    grant_view_all(users["stranger"])
+    stranger = User.objects.get(pk=users["stranger"].pk)
+    for user in (stranger, users["owner"]):
+        page = listing(sessions_for(user), SessionFilter()).order_by("pk")[:101]
+        plan = page.explain()
+        assert "Index Scan using kernel_status_session_pkey" in plan, plan
+        assert "kernel_status_busy_cells" in plan, plan
+        assert not re.search(r"Seq Scan on kernel_status_(cellstatus|session)\s", plan), plan
