@@ -5,6 +5,7 @@ in the same process, with the same middleware, as the status endpoint they are c
 Unlike the demo, it keeps the package's default liveness window, as a deployment would.
 """
 
+from kernel_status.throttle_rates import NO_THROTTLES
 from project.settings import *  # noqa: F403
 
 DEBUG = False
@@ -21,10 +22,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F
 # second (docs/deployment.md, "Rate limits"). The throttles' own cost is not measured here.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,  # noqa: F405
-    "DEFAULT_THROTTLE_RATES": {
-        "kernel_status.status": None,
-        "kernel_status.events": None,
-        "kernel_status.sessions": None,
-        "kernel_status.failed_auth": None,
-    },
+    "DEFAULT_THROTTLE_RATES": NO_THROTTLES,
 }

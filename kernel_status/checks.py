@@ -31,7 +31,40 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_max_clock_skew(),
         *check_sqlite_transaction_mode(settings.DATABASES),
         *_check_token_authentication(),
+        *_check_throttle_rates(),
     ]
+
+
+def _check_throttle_rates() -> list[CheckMessage]:
+    """A rate DRF cannot parse raises on every request of its endpoint (a 500 each)."""
+    from rest_framework.settings import api_settings
+
+    from kernel_status.throttle_rates import DEFAULT_RATES, parse_rate
+    from kernel_status.throttling import throttle_rate
+
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    if rates is not None and not isinstance(rates, Mapping):
+        return [
+            Error(
+                "REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'] must be a dict of scope to rate; "
+                f"got {rates!r}.",
+                id="kernel_status.E009",
+            )
+        ]
+    errors: list[CheckMessage] = []
+    for scope in DEFAULT_RATES:
+        rate = throttle_rate(scope)
+        try:
+            parse_rate(rate)
+        except ValueError as error:
+            errors.append(
+                Error(
+                    f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'][{scope!r}] is {rate!r}: {error}.",
+                    hint="Use '<requests>/<s|m|h|d>', such as '600/min', or None for no limit.",
+                    id="kernel_status.E009",
+                )
+            )
+    return errors
 
 
 def _check_token_authentication() -> list[CheckMessage]:

@@ -8,7 +8,7 @@ rate of ``None`` turns a limit off):
 - ``kernel_status.sessions``: session listings (a page each), per user;
 - ``kernel_status.failed_auth``: failed authentications (401s), per client IP. Once over the
   rate, the IP gets 429 *before* its credentials are looked at, so tokens cannot be guessed
-  at speed.
+  at speed; credentials that authenticated recently still pass (:class:`FailedAuthThrottle`).
 
 Counts live in Django's default cache: share it between processes (Redis, Memcached, the
 database cache) for limits that hold across workers. Client IPs come from ``REMOTE_ADDR``, or
@@ -19,24 +19,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.utils.crypto import salted_hmac
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle, UserRateThrottle
 
-STATUS_SCOPE = "kernel_status.status"
-EVENTS_SCOPE = "kernel_status.events"
-SESSIONS_SCOPE = "kernel_status.sessions"
-FAILED_AUTH_SCOPE = "kernel_status.failed_auth"
-
-DEFAULT_RATES: dict[str, str | None] = {
-    # A client polling every 250 ms for a minute, with room for a few tabs.
-    STATUS_SCOPE: "600/min",
-    # Hosts batch their events; a service account usually reports many sessions.
-    EVENTS_SCOPE: "3000/min",
-    # A culler or dashboard pages through the listing now and then.
-    SESSIONS_SCOPE: "120/min",
-    FAILED_AUTH_SCOPE: "30/min",
-}
+from kernel_status.throttle_rates import (
+    DEFAULT_RATES,
+    EVENTS_SCOPE,
+    FAILED_AUTH_SCOPE,
+    SESSIONS_SCOPE,
+    STATUS_SCOPE,
+)
 
 
 def throttle_rate(scope: str) -> str | None:
@@ -71,24 +66,52 @@ class SessionsRateThrottle(_LiveRate, UserRateThrottle):
 class FailedAuthThrottle(_LiveRate, SimpleRateThrottle):
     """Counts failed authentications per client IP; :meth:`allow_request` only checks.
 
-    The views call :meth:`allow_request` before authentication and :meth:`record_failure`
-    when they answer 401.
+    The views call :meth:`allow_request` before authentication, :meth:`record_success` once
+    a caller is authenticated and :meth:`record_failure` when they answer 401. An IP over its
+    rate is refused before its credentials are looked at, except credentials that
+    authenticated within ``proof_seconds``: only they pass, so a client that works keeps
+    working while a guesser shares its IP, and the guesser learns nothing (its credentials,
+    even a right guess, are never checked while the IP is over the rate).
     """
 
     scope = FAILED_AUTH_SCOPE
+    # A credential stays proven this long after its last successful authentication (renewed
+    # when half of it has passed, so an active client never lapses).
+    proof_seconds = 24 * 3600
     num_requests: int
     duration: int
 
     def get_cache_key(self, request: Request, view: Any) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
+    def proof_key(self, request: Request) -> str | None:
+        """A cache key for the request's credentials (a keyed hash: no secret in the cache),
+        or ``None`` without any."""
+        authorization = request.META.get("HTTP_AUTHORIZATION", "")
+        cookie = request.COOKIES.get(settings.SESSION_COOKIE_NAME, "")
+        credentials = f"{authorization}\n{cookie}"
+        if not credentials.strip():
+            return None
+        digest = salted_hmac(f"{__name__}.proof", credentials, algorithm="sha256").hexdigest()
+        return f"throttle_{self.scope}_proof_{digest}"
+
     def allow_request(self, request: Request, view: Any) -> bool:
         if self.rate is None:
             return True
         self.key = self.get_cache_key(request, view)
+        self.proof = self.proof_key(request)
+        found = self.cache.get_many([self.key] if self.proof is None else [self.key, self.proof])
         self.now = self.timer()
-        self.history = [t for t in self.cache.get(self.key, []) if t > self.now - self.duration]
-        return len(self.history) < self.num_requests
+        self.history = [t for t in found.get(self.key, []) if t > self.now - self.duration]
+        self.proven_at: float | None = None if self.proof is None else found.get(self.proof)
+        return len(self.history) < self.num_requests or self.proven_at is not None
+
+    def record_success(self, request: Request, view: Any) -> None:
+        """Remember the credentials as good; call after :meth:`allow_request`."""
+        if self.rate is None or self.proof is None:
+            return
+        if self.proven_at is None or self.now - self.proven_at > self.proof_seconds / 2:
+            self.cache.set(self.proof, self.now, self.proof_seconds)
 
     def record_failure(self, request: Request, view: Any) -> None:
         if self.rate is None:
@@ -96,3 +119,7 @@ class FailedAuthThrottle(_LiveRate, SimpleRateThrottle):
         self.allow_request(request, view)
         self.history.insert(0, self.now)
         self.cache.set(self.key, self.history, self.duration)
+        if (
+            self.proof is not None and self.proven_at is not None
+        ):  # revoked since: it is checked like any other now
+            self.cache.delete(self.proof)

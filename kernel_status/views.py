@@ -68,6 +68,7 @@ class KernelAPIView(GenericAPIView[_M]):
     # successful answers, provided they revalidate each time.
     success_cache_control = "no-store"
     failed_auth_throttle_class = FailedAuthThrottle
+    failed_auth_throttle: FailedAuthThrottle  # this request's, set by initial()
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         self.check_failed_auth_throttle(request)
@@ -75,10 +76,16 @@ class KernelAPIView(GenericAPIView[_M]):
 
     def check_failed_auth_throttle(self, request: Request) -> None:
         """429 for an IP over its failed-authentication rate, before its credentials are
-        looked at: DRF's own throttles run after authentication, which a bad token fails."""
-        throttle = self.failed_auth_throttle_class()
-        if not throttle.allow_request(request, self):
-            self.throttled(request, throttle.wait() or 0)
+        looked at (unless they authenticated recently): DRF's own throttles run after
+        authentication, which a bad token fails."""
+        self.failed_auth_throttle = self.failed_auth_throttle_class()
+        if not self.failed_auth_throttle.allow_request(request, self):
+            self.throttled(request, self.failed_auth_throttle.wait() or 0)
+
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        if request.user.is_authenticated:  # only failures count; good credentials are noted
+            self.failed_auth_throttle.record_success(request, self)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, NotAuthenticated | AuthenticationFailed):

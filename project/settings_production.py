@@ -7,8 +7,11 @@ Passes ``manage.py check --deploy`` with no warnings. Required environment:
 - ``DJANGO_ALLOWED_HOSTS``: the host names served, comma-separated.
 - ``DATABASE_URL``: PostgreSQL, for example ``postgres://kernel_status@db:5432/kernel_status``.
 
+Optional: ``DJANGO_NUM_PROXIES``, the number of reverse proxies in front of Django (default
+1; 0 when clients connect directly).
+
 It assumes TLS ends at a proxy that sets ``X-Forwarded-Proto: https`` (and strips it from
-clients). See docs/deployment.md.
+clients) and appends the client's address to ``X-Forwarded-For``. See docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 
 from project.settings import *  # noqa: F403
+from project.settings import REST_FRAMEWORK
 
 DEBUG = False
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
@@ -31,3 +35,8 @@ CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
+
+# Client IPs for the per-IP limits (failed authentications): behind N proxies the client is
+# the Nth address from the right of X-Forwarded-For. Unset, every caller would have the
+# proxy's IP, and one client's bad tokens would lock every other client out.
+REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": int(os.environ.get("DJANGO_NUM_PROXIES", "1"))}

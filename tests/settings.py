@@ -3,6 +3,7 @@
 import os
 import tempfile
 
+from kernel_status.throttle_rates import NO_THROTTLES
 from project.settings import *  # noqa: F403
 from project.settings import DATABASES, REST_FRAMEWORK
 
@@ -20,10 +21,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # No rate limits by accident: tests of throttling set their rates with override_settings.
 REST_FRAMEWORK = {
     **REST_FRAMEWORK,
-    "DEFAULT_THROTTLE_RATES": {
-        "kernel_status.status": None,
-        "kernel_status.events": None,
-        "kernel_status.sessions": None,
-        "kernel_status.failed_auth": None,
-    },
+    "DEFAULT_THROTTLE_RATES": NO_THROTTLES,
 }

@@ -9,12 +9,20 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.test import override_settings
 from rest_framework.authentication import TokenAuthentication
+from rest_framework.throttling import SimpleRateThrottle
 
 from kernel_status.checks import check_settings, check_sqlite_transaction_mode
+from kernel_status.throttle_rates import DEFAULT_RATES, FAILED_AUTH_SCOPE, STATUS_SCOPE, parse_rate
 
 
 def check_ids() -> list[str]:
     return [message.id for message in check_settings() if message.id]
+
+
+def throttle_rates(rates: object) -> override_settings:
+    return override_settings(
+        REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    )
 
 
 def test_default_settings_pass() -> None:
@@ -142,3 +150,53 @@ def test_good_max_clock_skews_pass(skew: object) -> None:
 def test_bad_max_clock_skew_is_e008(skew: object) -> None:
     with override_settings(KERNEL_STATUS_MAX_CLOCK_SKEW=skew):
         assert check_ids() == ["kernel_status.E008"]
+
+
+@pytest.mark.parametrize(
+    "rate",
+    ["10/fortnight", "abc", "10", "10/", "/m", "ten/m", "10/m/x", "0/m", "-5/m", 600, b"6/m"],
+)
+@pytest.mark.parametrize("scope", sorted(DEFAULT_RATES))
+def test_a_throttle_rate_drf_cannot_use_is_e009(scope: str, rate: object) -> None:
+    with throttle_rates({scope: rate}):
+        messages = check_settings()
+    assert [message.id for message in messages] == ["kernel_status.E009"]
+    assert scope in messages[0].msg
+    assert repr(rate) in messages[0].msg
+
+
+@pytest.mark.parametrize("rate", [None, "1/s", "600/min", "12000/minute", "5/h", "100/day"])
+def test_usable_throttle_rates_pass(rate: str | None) -> None:
+    with throttle_rates(dict.fromkeys(DEFAULT_RATES, rate)):
+        assert check_ids() == []
+
+
+def test_every_bad_scope_is_reported_and_missing_scopes_take_the_defaults() -> None:
+    rates = {STATUS_SCOPE: "abc", FAILED_AUTH_SCOPE: "3/fortnight"}
+    with throttle_rates(rates):
+        messages = check_settings()
+    assert [message.id for message in messages] == ["kernel_status.E009"] * 2
+    assert [STATUS_SCOPE in messages[0].msg, FAILED_AUTH_SCOPE in messages[1].msg] == [True, True]
+
+
+def test_throttle_rates_that_are_not_a_dict_are_e009() -> None:
+    with throttle_rates(["600/min"]):
+        assert check_ids() == ["kernel_status.E009"]
+
+
+def drf_parse_rate(rate: str) -> tuple[int | None, int | None]:
+    # What DRF's throttles run on every request (__init__ would read a scope's rate first).
+    return SimpleRateThrottle.__new__(SimpleRateThrottle).parse_rate(rate)
+
+
+@pytest.mark.parametrize("rate", ["10/m", " 10/m", "+10/m", "1_0/m", "10/minute", "3/day"])
+def test_a_rate_the_check_accepts_is_one_drf_parses_the_same_way(rate: str) -> None:
+    assert parse_rate(rate) == drf_parse_rate(rate)
+
+
+@pytest.mark.parametrize("rate", ["10/x", "10", "²/m", "10/m/s", "10/"])
+def test_a_rate_drf_cannot_parse_is_refused(rate: str) -> None:
+    with pytest.raises((ValueError, KeyError, IndexError)):
+        drf_parse_rate(rate)
+    with pytest.raises(ValueError, match=r"^a rate is"):
+        parse_rate(rate)

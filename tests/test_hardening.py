@@ -270,6 +270,30 @@ def test_production_settings_pass_the_deploy_check() -> None:
     assert "System check identified no issues (0 silenced)." in run.stdout
 
 
+@pytest.mark.parametrize(("env", "expected"), [({}, "1"), ({"DJANGO_NUM_PROXIES": "2"}, "2")])
+def test_production_settings_take_the_client_ip_from_behind_the_proxies(
+    env: dict[str, str], expected: str
+) -> None:
+    code = "import django; django.setup(); from rest_framework.settings import api_settings; "
+    code += "print(api_settings.NUM_PROXIES)"
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_NUM_PROXIES"}
+        | env
+        | {
+            "PYTHONPATH": str(REPO),
+            "DJANGO_SETTINGS_MODULE": "project.settings_production",
+            "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex(),
+            "DJANGO_ALLOWED_HOSTS": "kernels.example.com",
+        },
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    assert run.stdout.strip() == expected
+
+
 def test_production_settings_have_no_secret_key_fallback() -> None:
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"} | {
         "PYTHONPATH": str(REPO),
@@ -309,11 +333,71 @@ def test_guessed_tokens_get_429_after_the_failed_auth_rate(
         throttled = answers[-1]
         assert throttled.json()["detail"].startswith("Request was throttled.")
         assert 0 < int(throttled["Retry-After"]) <= 60
-        # The IP is refused before its credentials are looked at, even a good token.
+        # The IP is refused before unproven credentials are looked at: even a right guess
+        # (a good token that has not authenticated lately) learns nothing.
         good = APIClient()
         good.credentials(HTTP_AUTHORIZATION=f"Token {reporter_token}")
         assert get_status(good, SESSION_ID).status_code == 429
         assert good.post(EVENTS_URL, {"events": []}, format="json").status_code == 429
+    cache.clear()
+
+
+def token_client_for(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def guess(count: int) -> list[int]:
+    return [get_status(token_client_for(f"{n:040x}"), SESSION_ID).status_code for n in range(count)]
+
+
+def test_a_working_token_keeps_working_while_a_guesser_shares_its_ip(
+    session: Session, reporter_token: str
+) -> None:
+    good = token_client_for(reporter_token)
+    headers = {"Marimo-Session-Id": SESSION_ID}
+    with rates(status=None, events=None, failed_auth="5/min"):
+        assert get_status(good, SESSION_ID).status_code == 200  # authenticates: proven
+        assert guess(8) == [401] * 5 + [429] * 3
+        # The budget is spent, yet the proven token passes on both endpoints, again and again,
+        # and its successes do not count against the IP.
+        for _ in range(20):
+            assert get_status(good, SESSION_ID).status_code == 200
+            posted = good.post(EVENTS_URL, {"events": []}, format="json", headers=headers)
+            assert posted.json() == {"applied": 0, "ignored_older": 0}
+        assert guess(3) == [429] * 3
+    cache.clear()
+
+
+def test_only_failures_count(session: Session, reporter_token: str) -> None:
+    good = token_client_for(reporter_token)
+    with rates(status=None, events=None, failed_auth="2/min"):
+        assert [get_status(good, SESSION_ID).status_code for _ in range(10)] == [200] * 10
+        assert guess(3) == [401, 401, 429]
+    cache.clear()
+
+
+def test_a_revoked_token_loses_its_pass(session: Session, reporter_token: str) -> None:
+    good = token_client_for(reporter_token)
+    with rates(status=None, events=None, failed_auth="2/min"):
+        assert get_status(good, SESSION_ID).status_code == 200
+        assert guess(3) == [401, 401, 429]
+        Token.objects.filter(key=reporter_token).delete()
+        # Still looked at once (it was proven), found bad, and refused unseen from then on.
+        assert get_status(good, SESSION_ID).status_code == 401
+        assert get_status(good, SESSION_ID).status_code == 429
+    cache.clear()
+
+
+def test_the_pass_is_kept_in_the_cache_as_a_keyed_hash(
+    session: Session, reporter_token: str
+) -> None:
+    with rates(status=None, events=None, failed_auth="2/min"):
+        assert get_status(token_client_for(reporter_token), SESSION_ID).status_code == 200
+        stored = [key for key in cache._cache if "proof" in key]
+        assert len(stored) == 1
+        assert reporter_token not in stored[0]
     cache.clear()
 
 
@@ -366,4 +450,27 @@ def test_without_host_rates_the_defaults_apply(session: Session) -> None:
     with override_settings(REST_FRAMEWORK=rest_framework):
         statuses = [get_status(APIClient(), SESSION_ID).status_code for _ in range(31)]
     assert statuses == [401] * 30 + [429]  # kernel_status.failed_auth: 30/min
+    cache.clear()
+
+
+def test_behind_a_proxy_each_client_has_its_own_failure_budget(
+    session: Session, reporter_token: str
+) -> None:
+    def status(token: str, client_ip: str) -> int:
+        client = token_client_for(token)
+        # The proxy (10.0.0.1) appends the address it saw; the first one is the client's claim.
+        forwarded = {
+            "HTTP_X_FORWARDED_FOR": f"198.51.100.1, {client_ip}",
+            "REMOTE_ADDR": "10.0.0.1",
+        }
+        return int(get_status(client, SESSION_ID, **forwarded).status_code)
+
+    # (The second override starts from the first one's settings: with enters them in order.)
+    with (
+        rates(status=None, events=None, failed_auth="2/min"),
+        override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}),
+    ):
+        assert [status(f"{n:040x}", "203.0.113.5") for n in range(3)] == [401, 401, 429]
+        # Another client behind the same proxy, with a token never used before.
+        assert status(reporter_token, "203.0.113.6") == 200
     cache.clear()
