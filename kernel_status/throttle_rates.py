@@ -5,6 +5,17 @@ No Django or DRF imports, so settings modules can import it (``NO_THROTTLES``).
 
 from __future__ import annotations
 
+# The public API: see "Public and internal modules" in docs/reference.md.
+__all__ = [
+    "DEFAULT_RATES",
+    "EVENTS_SCOPE",
+    "FAILED_AUTH_SCOPE",
+    "NO_THROTTLES",
+    "SESSIONS_SCOPE",
+    "STATUS_SCOPE",
+    "parse_rate",
+]
+
 STATUS_SCOPE = "kernel_status.status"
 EVENTS_SCOPE = "kernel_status.events"
 SESSIONS_SCOPE = "kernel_status.sessions"
