@@ -26,7 +26,7 @@ from kernel_status.conditional import body_etag, none_match
 from kernel_status.exceptions import DatabaseUnavailable, InvalidEventBatch, SessionNotFound
 from kernel_status.headers import get_session_id
 from kernel_status.ingest import EventBatchParser, ingest
-from kernel_status.models import Session, SessionQuerySet
+from kernel_status.models import Session
 from kernel_status.openapi import events_schema, status_schema
 from kernel_status.permissions import CanReportKernelEvents, HasSessionEditAccess
 from kernel_status.serializers import (
@@ -138,9 +138,6 @@ class KernelStatusView(KernelAPIView[Session]):
     serializer_class = KernelStatusResponseSerializer
     http_method_names = ["get"]
     success_cache_control = "private, no-cache"
-
-    def get_queryset(self) -> SessionQuerySet:
-        return Session.objects.visible_to(self.request.user).with_state()
 
     def get_object(self) -> Session:
         session_id = get_session_id(self.request)

@@ -15,7 +15,13 @@ from rest_framework.test import APIClient
 from kernel_status import mirror
 from kernel_status.choices import AccessRole, ProcessState
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
-from tests.utils import SESSION_ID, MakeSession
+from tests.utils import SESSION_ID, MakeSession, rebase
+
+
+@pytest.fixture
+def recent_base() -> None:
+    """Re-base ``tests.utils.at()`` for this test (see :func:`tests.utils.rebase`)."""
+    rebase()
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Case, Expression, IntegerField, Value, When
+from django.contrib.auth.models import AnonymousUser, User
 from django.http import Http404
 from django.test import override_settings
 from django.urls import path
@@ -14,26 +13,12 @@ from rest_framework.generics import RetrieveAPIView
 from rest_framework.serializers import ModelSerializer
 from rest_framework.test import APIClient
 
-from kernel_status.access import AccessPolicy, DefaultAccessPolicy, get_access_policy
+from kernel_status.access import DefaultAccessPolicy, get_access_policy
 from kernel_status.choices import AccessLevel
 from kernel_status.exceptions import SessionNotFound
 from kernel_status.models import Session
 from kernel_status.permissions import HasSessionEditAccess
-from tests.utils import MakeSession, get_status
-
-
-class NotebookPrefixPolicy(AccessPolicy):
-    """A host rule: staff edit notebooks under "team/", everyone active may view them."""
-
-    def access_level_expression(self, user: AbstractBaseUser | AnonymousUser) -> Expression:
-        if not user.is_authenticated:
-            return Value(AccessLevel.NONE.value, output_field=IntegerField())
-        team_level = AccessLevel.EDIT if getattr(user, "is_staff", False) else AccessLevel.VIEW
-        return Case(
-            When(notebook__startswith="team/", then=Value(team_level.value)),
-            default=Value(AccessLevel.NONE.value),
-            output_field=IntegerField(),
-        )
+from tests.utils import MakeSession, NotebookPrefixPolicy, get_status
 
 
 class SessionSerializer(ModelSerializer[Session]):
@@ -69,7 +54,7 @@ def team_sessions(make_session: MakeSession, users: dict[str, User]) -> dict[str
     return {"team": team, "private": make_session("private-1")}
 
 
-@override_settings(KERNEL_STATUS_ACCESS_POLICY="tests.test_access.NotebookPrefixPolicy")
+@override_settings(KERNEL_STATUS_ACCESS_POLICY="tests.utils.NotebookPrefixPolicy")
 def test_host_policy_replaces_the_default(
     team_sessions: dict[str, Session], users: dict[str, User]
 ) -> None:

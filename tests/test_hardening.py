@@ -24,9 +24,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kernel_status.models import Session
-from tests.utils import REPO, SESSION_ID, get_status, gunicorn_server
+from tests.utils import EVENTS_URL, REPO, SESSION_ID, get_status, gunicorn_server
 
-EVENTS_URL = "/api/kernel/events"
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL: locks, timeouts, backends"
 )
@@ -252,57 +251,47 @@ def test_debug_is_off_unless_asked_for() -> None:
     assert run.stdout.strip() == "False"
 
 
-def test_production_settings_pass_the_deploy_check() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_DEBUG"} | {
+def run_with_production_settings(
+    *args: str, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in the checkout with project.settings_production and its required
+    environment; ``env`` adds variables, or removes those given as None."""
+    base = {
         "PYTHONPATH": str(REPO),
         "DJANGO_SETTINGS_MODULE": "project.settings_production",
         "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex(),
         "DJANGO_ALLOWED_HOSTS": "kernels.example.com",
+        "DJANGO_DEBUG": None,
+        "DJANGO_NUM_PROXIES": None,
+        **(env or {}),
     }
-    run = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
+    full = {k: v for k, v in os.environ.items() if k not in base} | {
+        k: v for k, v in base.items() if v is not None
+    }
+    return subprocess.run(
+        [sys.executable, *args], env=full, cwd=REPO, capture_output=True, text=True
     )
+
+
+def test_production_settings_pass_the_deploy_check() -> None:
+    run = run_with_production_settings("manage.py", "check", "--deploy", "--fail-level", "WARNING")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "System check identified no issues (0 silenced)." in run.stdout
 
 
 @pytest.mark.parametrize(("env", "expected"), [({}, "1"), ({"DJANGO_NUM_PROXIES": "2"}, "2")])
 def test_production_settings_take_the_client_ip_from_behind_the_proxies(
-    env: dict[str, str], expected: str
+    env: dict[str, str | None], expected: str
 ) -> None:
     code = "import django; django.setup(); from rest_framework.settings import api_settings; "
     code += "print(api_settings.NUM_PROXIES)"
-    run = subprocess.run(
-        [sys.executable, "-c", code],
-        env={k: v for k, v in os.environ.items() if k != "DJANGO_NUM_PROXIES"}
-        | env
-        | {
-            "PYTHONPATH": str(REPO),
-            "DJANGO_SETTINGS_MODULE": "project.settings_production",
-            "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex(),
-            "DJANGO_ALLOWED_HOSTS": "kernels.example.com",
-        },
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        text=True,
-    )
+    run = run_with_production_settings("-c", code, env=env)
+    assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == expected
 
 
 def test_production_settings_have_no_secret_key_fallback() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SECRET_KEY"} | {
-        "PYTHONPATH": str(REPO),
-        "DJANGO_SETTINGS_MODULE": "project.settings_production",
-        "DJANGO_ALLOWED_HOSTS": "kernels.example.com",
-    }
-    run = subprocess.run(
-        [sys.executable, "manage.py", "check"], env=env, cwd=REPO, capture_output=True, text=True
-    )
+    run = run_with_production_settings("manage.py", "check", env={"DJANGO_SECRET_KEY": None})
     assert run.returncode != 0
     assert "KeyError: 'DJANGO_SECRET_KEY'" in run.stderr
 

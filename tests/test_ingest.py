@@ -13,36 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from kernel_status.models import CellStatus, KernelProcess, Session
-from tests.utils import get_status
+from tests.utils import EVENTS_URL, cell_op, get_status, post
 
-EVENTS_URL = "/api/kernel/events"
 OPS_MESSAGE = 'Must be one of: "cell-op", "kernel-started", "kernel-heartbeat", "kernel-stopped".'
 NULL_MESSAGE = "This field may not be null."
 NOW = time.time()  # only for tests that do not depend on the liveness window
-
-
-def cell_op(cell_id: Any, status: str | None, t: Any, **extra: Any) -> dict[str, Any]:
-    # The shape of marimo's websocket frame, with the keys we do not read.
-    return {
-        "op": "cell-op",
-        "data": {
-            "op": "cell-op",
-            "cell_id": cell_id,
-            "output": None,
-            "console": None,
-            "status": status,
-            "stale_inputs": None,
-            "run_id": "r1",
-            "serialization": None,
-            "timestamp": t,
-            **extra,
-        },
-    }
-
-
-def post(client: APIClient, body: Any, session_id: str | None = "s1", **extra: Any) -> Any:
-    headers = {} if session_id is None else {"Marimo-Session-Id": session_id}
-    return client.post(EVENTS_URL, body, format="json", headers=headers, **extra)
 
 
 def stored_cells() -> dict[str, str]:

@@ -36,7 +36,7 @@ from kernel_status.events import (
     from_epoch,
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
-from tests.test_ingest import post
+from tests.utils import post
 
 # Whole seconds, so that epoch floats plus a few microseconds survive the trip through JSON.
 BASE_EPOCH = float(int(timezone.now().timestamp()) - 20)

@@ -1,6 +1,6 @@
 """The marimo bridge is optional: without websockets and httpx, the core works in full and the
-bridge's command says which extra to install. (tests/test_packaging.py checks the same with the
-wheel in a fresh virtual environment.)"""
+bridge's command says which extra to install. (tests/integration/test_packaging.py checks the
+same with the wheel in a fresh virtual environment.)"""
 
 from __future__ import annotations
 

@@ -23,21 +23,9 @@ from kernel_status.events import (
     KernelStopped,
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
+from tests.utils import at
 
-
-def at(seconds: float) -> datetime:
-    """A fixed point in time, ``seconds`` after a recent base (inside the liveness window)."""
-    return BASE + timedelta(seconds=seconds)
-
-
-BASE = timezone.now()
-
-
-@pytest.fixture(autouse=True)
-def recent_base() -> None:
-    """Re-base ``at()`` per test: status checks depend on the 60 s liveness window."""
-    global BASE
-    BASE = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+pytestmark = pytest.mark.usefixtures("recent_base")  # at() is 30 s back
 
 
 def cells_of(session: Session) -> dict[str, tuple[str, bool]]:

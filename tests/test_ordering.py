@@ -28,20 +28,9 @@ from kernel_status.events import (
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.upserts import upsert_cells
-from tests.test_ingest import cell_op, post
+from tests.utils import at, cell_op, post
 
-
-def at(seconds: float) -> datetime:
-    return BASE + timedelta(seconds=seconds)
-
-
-BASE = timezone.now()
-
-
-@pytest.fixture(autouse=True)
-def recent_base() -> None:
-    global BASE
-    BASE = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
+pytestmark = pytest.mark.usefixtures("recent_base")  # at() is 30 s back
 
 
 def op(cell_id: str, t: float, status: str | None = None, stale: bool | None = None) -> Any:

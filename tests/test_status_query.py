@@ -22,8 +22,7 @@ from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.events import CellNotification
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.status_query import fetch_status, status_queryset
-from tests.test_access import NotebookPrefixPolicy
-from tests.utils import MakeSession, cells, get_status
+from tests.utils import MakeSession, NotebookPrefixPolicy, cells, get_status
 
 USERNAMES = ["owner", "editor", "viewer", "stranger", "superuser", "inactive", "anonymous"]
 
@@ -151,7 +150,7 @@ def test_the_first_request_compiles_without_extra_queries(
     assert template is not None
 
 
-@override_settings(KERNEL_STATUS_ACCESS_POLICY="tests.test_access.NotebookPrefixPolicy")
+@override_settings(KERNEL_STATUS_ACCESS_POLICY="tests.utils.NotebookPrefixPolicy")
 def test_a_policy_that_does_not_opt_in_takes_the_orm_path(
     make_session: MakeSession, users: dict[str, User]
 ) -> None:

@@ -13,18 +13,21 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from django.contrib.auth.models import User
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
+from django.db.models import Case, Expression, IntegerField, Value, When
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from kernel_status.choices import CellRuntimeState, ProcessState
+from kernel_status.access import AccessPolicy
+from kernel_status.choices import AccessLevel, CellRuntimeState, ProcessState
 from kernel_status.models import Session
 
 # The checkout: pyproject.toml, schema.yml, clients/, docs/.
 REPO = Path(__file__).resolve().parent.parent
 
 STATUS_URL = "/api/kernel/status"
+EVENTS_URL = "/api/kernel/events"
 # The session that the `session` fixture registers.
 SESSION_ID = "s1"
 
@@ -41,9 +44,48 @@ class MakeSession(Protocol):
     ) -> Session: ...
 
 
+class NotebookPrefixPolicy(AccessPolicy):
+    """A host rule: staff edit notebooks under "team/", everyone active may view them."""
+
+    def access_level_expression(self, user: AbstractBaseUser | AnonymousUser) -> Expression:
+        if not user.is_authenticated:
+            return Value(AccessLevel.NONE.value, output_field=IntegerField())
+        team_level = AccessLevel.EDIT if getattr(user, "is_staff", False) else AccessLevel.VIEW
+        return Case(
+            When(notebook__startswith="team/", then=Value(team_level.value)),
+            default=Value(AccessLevel.NONE.value),
+            output_field=IntegerField(),
+        )
+
+
 def get_status(client: APIClient, session_id: str | None, **extra: Any) -> Any:
     headers = {} if session_id is None else {"Marimo-Session-Id": session_id}
     return client.get(STATUS_URL, headers=headers, **extra)
+
+
+def cell_op(cell_id: Any, status: str | None, t: Any, **extra: Any) -> dict[str, Any]:
+    # The shape of marimo's websocket frame, with the keys we do not read.
+    return {
+        "op": "cell-op",
+        "data": {
+            "op": "cell-op",
+            "cell_id": cell_id,
+            "output": None,
+            "console": None,
+            "status": status,
+            "stale_inputs": None,
+            "run_id": "r1",
+            "serialization": None,
+            "timestamp": t,
+            **extra,
+        },
+    }
+
+
+def post(client: APIClient, body: Any, session_id: str | None = SESSION_ID, **extra: Any) -> Any:
+    """POST a batch to the ingestion endpoint, for ``session_id`` (no header if None)."""
+    headers = {} if session_id is None else {"Marimo-Session-Id": session_id}
+    return client.post(EVENTS_URL, body, format="json", headers=headers, **extra)
 
 
 def cells(*statuses: CellRuntimeState, stale: bool = False) -> list[tuple[str, bool]]:
@@ -52,6 +94,21 @@ def cells(*statuses: CellRuntimeState, stale: bool = False) -> list[tuple[str, b
 
 def moment(seconds_ago: float) -> datetime:
     return timezone.now() - timedelta(seconds=seconds_ago)
+
+
+_base = timezone.now()
+
+
+def at(seconds: float) -> datetime:
+    """A fixed point in time, ``seconds`` after the test's base, which the ``recent_base``
+    fixture sets 30 s back in whole seconds: inside the 60 s liveness window."""
+    return _base + timedelta(seconds=seconds)
+
+
+def rebase() -> None:
+    """Move :func:`at`'s base to 30 s ago; status checks depend on the liveness window."""
+    global _base
+    _base = timezone.now().replace(microsecond=0) - timedelta(seconds=30)
 
 
 def free_port() -> int:
@@ -123,12 +180,17 @@ def gunicorn_server(
             assert process.poll() is None, f"gunicorn exited with {process.returncode}"
             yield f"http://127.0.0.1:{port}"
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
+
+
+def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """Terminate ``process``, and kill it if it has not ended within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 def _accepts(port: int) -> bool:

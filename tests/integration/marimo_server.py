@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.utils import eventually, free_port
+from tests.utils import eventually, free_port, stop
 
 __all__ = [
     "STARTUP_TIMEOUT",
@@ -37,6 +37,7 @@ __all__ = [
     "marimo_missing",
     "marimo_server",
     "notebook",
+    "serve_notebooks",
 ]
 
 STARTUP_TIMEOUT = 60.0
@@ -44,8 +45,32 @@ STARTUP_TIMEOUT = 60.0
 
 def marimo_missing() -> str | None:
     if importlib.util.find_spec("marimo") is None:
-        return "marimo is not installed; install the test extra: pip install -e '.[test]'"
+        return (
+            "marimo is not installed; install the test group: make install, or "
+            "pip install -e '.[marimo]' --group test"
+        )
     return None
+
+
+@contextlib.contextmanager
+def serve_notebooks(tmp_path: Path, notebooks: dict[str, str]) -> Iterator[MarimoServer]:
+    """``marimo edit`` on ``tmp_path/notebooks`` holding ``notebooks`` (file name: source).
+
+    Skips without marimo, and fails instead under ``CI=true``, where these tests must run.
+    """
+    import pytest  # here: benchmarks/bridge_lag.py uses this module without pytest
+
+    missing = marimo_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} (CI=true requires these tests)")
+        pytest.skip(missing)
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name, source in notebooks.items():
+        (folder / name).write_text(source)
+    with marimo_server(folder, tmp_path) as server:
+        yield server
 
 
 def notebook(*codes: str) -> str:
@@ -175,12 +200,7 @@ def marimo_server(folder: Path, workdir: Path) -> Iterator[MarimoServer]:
         server.server_token = match.group(1)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+        stop(process)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
 

@@ -10,7 +10,6 @@ the mirror, and leave the busy one running.
 from __future__ import annotations
 
 import io
-import os
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,9 +30,8 @@ from tests.integration.marimo_server import (  # the real-marimo harness
     BridgeThread,
     MarimoServer,
     Tab,
-    marimo_missing,
-    marimo_server,
     notebook,
+    serve_notebooks,
 )
 from tests.utils import eventually
 
@@ -50,16 +48,8 @@ IDLE_FOR = 2.0
 @pytest.fixture
 def marimo(tmp_path: Path) -> Iterator[MarimoServer]:
     """``marimo edit`` on a directory with idle.py and busy.py."""
-    missing = marimo_missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing} (CI=true requires these tests)")
-        pytest.skip(missing)
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    for name in ("idle.py", "busy.py"):
-        (notebooks / name).write_text(notebook("x = 1", "y = 2"))
-    with marimo_server(notebooks, tmp_path) as server:
+    source = notebook("x = 1", "y = 2")
+    with serve_notebooks(tmp_path, {"idle.py": source, "busy.py": source}) as server:
         yield server
 
 

@@ -34,9 +34,8 @@ from tests.integration.marimo_server import (
     MarimoServer,
     Tab,
     eventually,
-    marimo_missing,
-    marimo_server,
     notebook,
+    serve_notebooks,
 )
 
 pytestmark = [
@@ -54,16 +53,8 @@ FAST = ["--poll-interval", "0.3", "--heartbeat-interval", "1", "--unknown-retry"
 
 @pytest.fixture
 def marimo(tmp_path: Path) -> Iterator[MarimoServer]:
-    missing = marimo_missing()
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing} (CI=true requires these tests)")
-        pytest.skip(missing)
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    for name in ("a", "b", "c", "d"):
-        (folder / f"{name}.py").write_text(notebook(*CODES))
-    with marimo_server(folder, tmp_path) as server:
+    notebooks = {f"{name}.py": notebook(*CODES) for name in "abcd"}
+    with serve_notebooks(tmp_path, notebooks) as server:
         yield server
 
 

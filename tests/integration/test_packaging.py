@@ -25,7 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import kernel_status
-from tests.utils import REPO, free_port
+from tests.utils import REPO, free_port, stop
 
 PACKAGE = REPO / "kernel_status"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -304,12 +304,7 @@ def server(tmp_path: Path, dist: dict[str, Path]) -> Iterator[dict[str, Any]]:
                 time.sleep(0.2)
         yield {**seeded, "url": url, "python": python, "host": host, "env": env}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
         log.close()
 
 
