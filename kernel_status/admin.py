@@ -272,8 +272,8 @@ class SessionAdmin(ModelAdmin):
         permissions=["change"],
     )
     def reset_mirror(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
-        """For a mirror stuck by events the write API cannot undo: forget its kernel and
-        cells (see :func:`kernel_status.mirror.reset_session`)."""
+        """For a mirror stuck by events the write API cannot undo: forget its kernel,
+        cells and last activity (see :func:`kernel_status.mirror.reset_session`)."""
         ids = list(queryset.values_list("session_id", flat=True))
         done = [session_id for session_id in ids if mirror.reset_session(session_id)]
         self.message_user(

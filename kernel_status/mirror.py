@@ -39,12 +39,14 @@ timestamps a stop wins over a start. Sending the same notification again changes
 before anything is written; one event stamped years ahead would otherwise pin the session.
 :func:`reset_session` clears a session's mirror that is stuck for any other reason.
 
-**Last activity.** ``Session.last_activity`` is the latest of: a kernel start that applies,
-and a cell becoming busy or idle, at the notification's timestamp. A cell becomes busy with a
-``queued`` or ``running`` notification of the current process (counted even when it arrives
-after a newer status, since the cell was busy at that time); it becomes idle when a newer
-notification replaces a busy status with another. Heartbeats, stops, status-less
-notifications and reads never count. It only moves forward, whatever order events arrive in.
+**Last activity.** ``Session.last_activity`` is the greatest timestamp among the kernel
+starts and the cell notifications *with a status* of the current kernel process. marimo sends
+a status only when a cell is queued, starts running and finishes, so each one is a run
+happening. Heartbeats, stops, status-less notifications and reads never count. It looks at
+the events only, never at the stored rows, so it does not depend on arrival order or batching:
+the maximum of a set is the same in any order, and a batch sent twice changes nothing. A
+notification older than the last start cannot change it, since the start itself is newer.
+:func:`reset_session` clears it.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from django.db import router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from kernel_status.choices import BUSY_CELL_STATES, CellRuntimeState, ProcessState
+from kernel_status.choices import CellRuntimeState, ProcessState
 from kernel_status.events import (
     EXIT_CODE_MIN,
     ApplyResult,
@@ -176,7 +178,8 @@ def kernel_stopped(
 
 
 def reset_session(session_id: str) -> bool:
-    """Forget what was mirrored for the session: its cells and its kernel process.
+    """Forget what was mirrored for the session: its cells, its kernel process and its last
+    activity.
 
     The session itself (owner, notebook, grants) stays; its state is ``stopped`` until the
     next ``kernel-started``. For a mirror stuck for a reason the write API cannot undo.
@@ -197,6 +200,8 @@ def reset_session(session_id: str) -> bool:
             return False
         CellStatus.objects.using(using).filter(session_id=session).delete()
         KernelProcess.objects.using(using).filter(session_id=session).delete()
+        # Activity only moves forward: left in place, a future one would pin the session.
+        Session.objects.using(using).filter(pk=session).update(last_activity=None)
     return True
 
 
@@ -324,13 +329,12 @@ class _BatchState:
             if changed:
                 row.notified_at = at
         status = event.status
-        if status in BUSY_CELL_STATES:
-            self._active_at(at)  # the cell was busy then, whatever came after
+        if status is not None:
+            # A run happened then, whatever the stored status: never compare with the row.
+            self._active_at(at)
         if status is not None and is_newer(
             at, STATUS_TIE_RANK[status], row.status_at, STATUS_TIE_RANK[row.status]
         ):
-            if row.status in BUSY_CELL_STATES and status not in BUSY_CELL_STATES:
-                self._active_at(at)  # the cell became idle
             row.status, row.status_at = status, at
             changed = True
         stale = event.stale_inputs

@@ -84,8 +84,9 @@ class Session(models.Model):
         null=True,
         blank=True,
         help_text=_(
-            "When the kernel last started or a cell last became busy or idle, by the "
-            "notification's timestamp. Reads never change it."
+            "The latest timestamp of a kernel start or of a cell notification with a status "
+            "(a cell queued, starting to run or finishing) of the current kernel process. "
+            "Heartbeats, stops, status-less notifications and reads never change it."
         ),
     )
 

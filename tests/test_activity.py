@@ -1,7 +1,13 @@
-"""Session.last_activity: what counts as activity, what does not, and that reads never count."""
+"""Session.last_activity: what counts as activity, what does not, and that reads never count.
+
+The rule: the greatest timestamp among kernel starts and status-bearing cell notifications
+of the current kernel process. That it does not depend on arrival order or batching is also
+a property of the invariant tests (tests/test_invariant.py).
+"""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,6 +88,24 @@ def test_busy_to_disabled_counts_as_becoming_idle(started: Session) -> None:
     assert activity() == at(4)
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(op("c", 30, Cell.IDLE), id="idle cell reported idle (a run that ended)"),
+        pytest.param(op("new", 30, Cell.IDLE), id="new idle cell"),
+        pytest.param(op("new", 30, Cell.DISABLED_TRANSITIVELY), id="idle cell disabled"),
+        pytest.param(op("c", 30, Cell.IDLE, stale=True), id="status with a stale flag"),
+    ],
+)
+def test_any_status_counts_whatever_the_stored_status(started: Session, event: KernelEvent) -> None:
+    """marimo sends a status only when a cell is queued, starts running or finishes: each is a
+    run. Comparing with the stored status would make the result depend on arrival order."""
+    apply(op("c", 1, Cell.IDLE))
+    assert activity() == at(1)
+    apply(event)
+    assert activity() == at(30)
+
+
 def test_a_batch_records_its_latest_activity(started: Session) -> None:
     apply(op("a", 3, Cell.RUNNING), op("b", 2, Cell.QUEUED), op("a", 6, Cell.IDLE))
     assert activity() == at(6)
@@ -96,17 +120,14 @@ def test_a_batch_records_its_latest_activity(started: Session) -> None:
         pytest.param(KernelHeartbeat(at(30)), id="heartbeat"),
         pytest.param(KernelStopped(at(30), exit_code=0, cause="done"), id="stop"),
         pytest.param(op("c", 30), id="status-less op (console output)"),
-        pytest.param(op("c", 30, stale=True), id="stale flag"),
-        pytest.param(op("c", 30, Cell.IDLE), id="idle cell staying idle"),
-        pytest.param(op("new", 30, Cell.IDLE), id="new idle cell"),
-        pytest.param(op("new", 30, Cell.DISABLED_TRANSITIVELY), id="idle cell disabled"),
+        pytest.param(op("c", 30, stale=True), id="stale flag only"),
     ],
 )
 def test_no_activity(started: Session, event: KernelEvent) -> None:
     apply(op("c", 1, Cell.IDLE))
-    assert activity() == at(0)
+    assert activity() == at(1)
     apply(event)
-    assert activity() == at(0)
+    assert activity() == at(1)
 
 
 def test_notifications_of_the_previous_process_do_not_count(session: Session) -> None:
@@ -132,13 +153,44 @@ def test_out_of_order_delivery_never_moves_it_back(started: Session) -> None:
     assert activity() == at(8)
 
 
-def test_a_late_busy_notification_still_counts_when_newest(started: Session) -> None:
+def test_the_end_of_a_run_delivered_before_its_start_counts(started: Session) -> None:
     apply(op("c", 9, Cell.IDLE))  # the end of a run, delivered before its start
-    assert activity() == at(0)  # from the mirror's view, idle stayed idle
-    apply(op("c", 5, Cell.RUNNING))  # older than the stored status, but the cell was busy
-    assert activity() == at(5)
+    assert activity() == at(9)
+    apply(op("c", 5, Cell.RUNNING))  # older than the stored status: changes nothing
+    assert activity() == at(9)
     assert mirror.apply_events(SESSION_ID, [op("c", 5, Cell.RUNNING)]).applied == 0
+    assert activity() == at(9)
+
+
+def test_every_arrival_order_gives_the_same_activity(
+    session: Session, users: dict[str, User]
+) -> None:
+    """Review finding 1.2: start T0, running T1, idle T3, one per batch, in all 6 orders.
+    The rule used to compare with the stored status, and half the orders ended at T1."""
+    events: list[KernelEvent] = [
+        KernelStarted(at(0)),
+        op("c", 1, Cell.RUNNING),
+        op("c", 3, Cell.IDLE),
+    ]
+    ends: dict[tuple[KernelEvent, ...], datetime | None] = {}
+    for n, order in enumerate(itertools.permutations(events)):
+        session_id = f"order-{n}"
+        mirror.register_session(session_id, owner=users["owner"], notebook="nb.py")
+        for event in order:
+            mirror.apply_events(session_id, [event])
+        ends[order] = Session.objects.get(session_id=session_id).last_activity
+    assert len(ends) == 6
+    assert set(ends.values()) == {at(3)}
+
+
+def test_a_notification_before_its_start_arrives_is_outdone_by_the_start(
+    session: Session,
+) -> None:
+    apply(op("c", 5, Cell.RUNNING))  # the start at 10 has not arrived yet
     assert activity() == at(5)
+    apply(KernelStarted(at(10)))
+    apply(op("d", 7, Cell.IDLE))  # of the previous process now: ignored
+    assert activity() == at(10)
 
 
 def test_a_retried_batch_changes_nothing(started: Session) -> None:

@@ -123,6 +123,7 @@ class Mirror:
     cells: dict[str, tuple[str, bool]] = field(default_factory=dict)
     kernel: Kernel | None = None
     state: str = SessionState.STOPPED
+    last_activity: datetime | None = None
 
 
 def reference(events: Sequence[KernelEvent], now: datetime) -> Mirror:
@@ -131,7 +132,7 @@ def reference(events: Sequence[KernelEvent], now: datetime) -> Mirror:
     Within one timestamp: the start first, then cell-ops and heartbeats, then the stop. Of
     several values for one field at one timestamp the documented rank decides: for a status
     the one that ends a run, for a stale flag ``False``, for exit codes and causes the
-    largest.
+    largest. Activity is the time of the last start or status-bearing cell-op applied.
     """
     model = Mirror()
     by_time: dict[datetime, list[KernelEvent]] = defaultdict(list)
@@ -142,6 +143,7 @@ def reference(events: Sequence[KernelEvent], now: datetime) -> Mirror:
         if any(isinstance(e, KernelStarted) for e in group):
             model.kernel = Kernel(ProcessState.RUNNING, t, None, t)
             model.cells = {cell_id: ("idle", False) for cell_id in model.cells}
+            model.last_activity = t
         ops: dict[str, list[CellNotification]] = defaultdict(list)
         for e in group:
             if isinstance(e, CellNotification):
@@ -151,6 +153,7 @@ def reference(events: Sequence[KernelEvent], now: datetime) -> Mirror:
             statuses = [o.status for o in cell_ops_at_t if o.status is not None]
             if statuses:
                 status = max(statuses, key=STATUS_RANK.__getitem__)
+                model.last_activity = t  # a cell was queued, started or finished
             flags = [o.stale_inputs for o in cell_ops_at_t if o.stale_inputs is not None]
             if flags:
                 stale = min(flags)  # False wins a tie
@@ -191,17 +194,19 @@ def stored(session: Session, now: datetime) -> Mirror:
             row.exit_code,
             row.exit_cause,
         )
+    row_with_state = Session.objects.with_state(now=now).get(pk=session.pk)
     return Mirror(
         {c.cell_id: (c.status, c.stale) for c in CellStatus.objects.filter(session=session)},
         kernel,
-        str(Session.objects.with_state(now=now).get(pk=session.pk).state),
+        str(row_with_state.state),
+        row_with_state.last_activity,
     )
 
 
 def normalized(model: Mirror) -> Mirror:
     """An idle, not stale cell and no row at all say the same."""
     cells = {k: v for k, v in model.cells.items() if v != ("idle", False)}
-    return Mirror(cells, model.kernel, model.state)
+    return Mirror(cells, model.kernel, model.state, model.last_activity)
 
 
 def new_session(users: dict[str, User]) -> Session:
@@ -307,8 +312,20 @@ def _all_orders(events: list[KernelEvent]) -> Iterator[list[list[KernelEvent]]]:
             KernelStarted(at(1)),
             CellNotification("c", at(1), "queued"),
         ],
+        # Review finding 1.2: activity must end at the idle, in every order.
+        [
+            KernelStarted(at(0)),
+            CellNotification("c", at(1), "running"),
+            CellNotification("c", at(3), "idle"),
+        ],
     ],
-    ids=["issue-7", "status-tie", "start-stop-op-tie", "start-before-stop-arrives-late"],
+    ids=[
+        "issue-7",
+        "status-tie",
+        "start-stop-op-tie",
+        "start-before-stop-arrives-late",
+        "activity-run-ends",
+    ],
 )
 def test_every_order_of_single_event_batches(
     users: dict[str, User], events: list[KernelEvent]

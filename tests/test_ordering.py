@@ -271,16 +271,23 @@ def test_http_names_the_item_stamped_too_far_ahead(session: Session, reporter: A
 # --- reset ---------------------------------------------------------------------------------------
 
 
+FAR = timezone.now() + timedelta(days=3650)
+
+
 def pinned(session: Session) -> None:
     """A session pinned by an event from far ahead, written before the clock guard existed."""
     with override_settings(KERNEL_STATUS_MAX_CLOCK_SKEW=None):
-        far = timezone.now() + timedelta(days=3650)
         mirror.apply_events(session.session_id, [KernelStarted(at(0)), op("c", 1, Cell.RUNNING)])
         mirror.apply_events(session.session_id, [op("c", 0, Cell.RUNNING, stale=True)])
-        mirror.apply_events(session.session_id, [CellNotification("c", far, Cell.RUNNING)])
+        mirror.apply_events(session.session_id, [CellNotification("c", FAR, Cell.RUNNING)])
     assert state_of(session) == SessionState.RUNNING
     mirror.apply_events(session.session_id, [op("c", 2, Cell.IDLE)])
     assert state_of(session) == SessionState.RUNNING  # stuck
+    assert activity_of(session) == FAR  # pinned too: it only moves forward
+
+
+def activity_of(session: Session) -> datetime | None:
+    return Session.objects.get(pk=session.pk).last_activity
 
 
 def test_reset_session_forgets_the_mirror_until_the_next_start(session: Session) -> None:
@@ -290,8 +297,10 @@ def test_reset_session_forgets_the_mirror_until_the_next_start(session: Session)
     assert not KernelProcess.objects.exists()
     assert Session.objects.filter(session_id="s1", notebook="nb.py").exists()
     assert state_of(session) == SessionState.STOPPED
+    assert activity_of(session) is None
     mirror.apply_events("s1", [KernelStarted(at(3)), op("c", 4, Cell.QUEUED)])
     assert state_of(session) == SessionState.RUNNING
+    assert activity_of(session) == at(4)
     assert mirror.reset_session("nope") is False
     assert mirror.reset_session("") is False
 
@@ -305,7 +314,9 @@ def test_reset_command(session: Session, users: dict[str, User]) -> None:
     assert out.getvalue() == "Reset the mirror of session 's1'.\n"
     assert not CellStatus.objects.filter(session=session).exists()
     assert not KernelProcess.objects.filter(session=session).exists()
+    assert activity_of(session) is None
     assert state_of(other) == SessionState.RUNNING  # untouched
+    assert activity_of(other) == at(1)
 
 
 def test_reset_command_refuses_unknown_ids_and_changes_nothing(session: Session) -> None:
@@ -315,6 +326,7 @@ def test_reset_command_refuses_unknown_ids_and_changes_nothing(session: Session)
     assert caught.value.returncode == 1
     assert CellStatus.objects.filter(session=session).exists()
     assert KernelProcess.objects.get(session=session).state == ProcessState.RUNNING
+    assert activity_of(session) == FAR
 
 
 def test_admin_action_resets_the_selected_sessions(
@@ -333,6 +345,7 @@ def test_admin_action_resets_the_selected_sessions(
     client.force_login(viewer)
     client.post(url, body)
     assert KernelProcess.objects.filter(session=session).exists()  # needs change permission
+    assert activity_of(session) == FAR
 
     client.force_login(users["superuser"])
     response = client.post(url, body, follow=True)
@@ -341,4 +354,6 @@ def test_admin_action_resets_the_selected_sessions(
     assert not CellStatus.objects.filter(session=session).exists()
     assert not KernelProcess.objects.filter(session=session).exists()
     assert state_of(session) == SessionState.STOPPED
+    assert activity_of(session) is None
     assert state_of(other) == SessionState.RUNNING
+    assert activity_of(other) == at(1)

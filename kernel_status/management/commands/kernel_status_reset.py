@@ -14,9 +14,10 @@ from kernel_status.models import Session
 
 class Command(BaseCommand):
     help = (
-        "Forget the mirrored kernel process and cells of the given sessions, for a mirror "
-        "stuck by events the write API cannot undo (e.g. stamped far in the future). Each "
-        "session stays registered and reads 'stopped' until its next kernel-started."
+        "Forget the mirrored kernel process, cells and last activity of the given sessions, "
+        "for a mirror stuck by events the write API cannot undo (e.g. stamped far in the "
+        "future). Each session stays registered and reads 'stopped' until its next "
+        "kernel-started."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
