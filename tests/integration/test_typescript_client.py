@@ -113,6 +113,6 @@ def test_node_tests_pass_against_live_server(
         "KERNEL_STATUS_BASE_URL": live_server.url,
         "KERNEL_STATUS_DEMO": out.getvalue(),
     }
-    output = run(npm, "test", timeout=300, env=env)  # node --test dist/test/
+    output = run(npm, "test", timeout=300, env=env)  # node --test dist/test/*.test.js
     assert re.search(r"^\S* ?pass [1-9]\d*$", output, re.MULTILINE), output
     assert re.search(r"^\S* ?fail 0$", output, re.MULTILINE), output
