@@ -56,7 +56,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.db import router, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from kernel_status.choices import CellRuntimeState, ProcessState
@@ -73,7 +72,15 @@ from kernel_status.events import (
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.ordering import STATUS_TIE_RANK, is_newer, stale_tie_rank
-from kernel_status.upserts import fetch_cells, reset_cells, upsert_cells
+from kernel_status.upserts import (
+    CellRow,
+    advance_last_activity,
+    fetch_cells,
+    fetch_kernel,
+    lock_session,
+    reset_cells,
+    upsert_cells,
+)
 from kernel_status.validators import session_id_problem, validate_session_id
 
 if TYPE_CHECKING:
@@ -219,18 +226,13 @@ def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
     batch = sorted(events, key=_order)
     using = _db()
     with transaction.atomic(using=using):
-        try:
-            session = (
-                Session.objects.using(using)
-                .select_for_update()
-                .only("pk")
-                .get(session_id=session_id)
-            )
-        except Session.DoesNotExist:
-            raise UnknownSession(session_id) from None
+        session_pk = lock_session(session_id, using=using)
+        if session_pk is None:
+            raise UnknownSession(session_id)
+        session = Session.from_db(using, [Session._meta.pk.attname], [session_pk])
         # Read after the lock is held: a join in the locking query would see the kernel row
         # as it was before a concurrent writer committed.
-        kernel = KernelProcess.objects.using(using).filter(session_id=session.pk).first()
+        kernel = fetch_kernel(session_pk, using=using)
         batch_state = _BatchState(session, kernel, using)
         result = batch_state.apply(batch)
         batch_state.save()
@@ -258,7 +260,7 @@ class _BatchState:
         self.kernel_existed = kernel is not None
         self.kernel = kernel or KernelProcess(session=session)
         self.kernel_dirty = False
-        self.cells: dict[str, CellStatus] = {}
+        self.cells: dict[str, CellRow] = {}
         self.dirty_cells: set[str] = set()
         self.reset_at: datetime | None = None
         self.activity: datetime | None = None  # the latest activity in this batch
@@ -286,10 +288,7 @@ class _BatchState:
         )
         if self.activity is not None:
             # Only forward: a batch of old events never moves it back.
-            Session.objects.using(self.using).filter(
-                Q(last_activity__isnull=True) | Q(last_activity__lt=self.activity),
-                pk=self.session.pk,
-            ).update(last_activity=self.activity)
+            advance_last_activity(self.session.pk, self.activity, using=self.using)
 
     def _active_at(self, at: datetime) -> None:
         if self.activity is None or at > self.activity:
@@ -316,12 +315,8 @@ class _BatchState:
             return False  # from a previous kernel process
         row = self.cells.get(event.cell_id)
         if row is None:
-            row = self.cells[event.cell_id] = CellStatus(
-                session=self.session,
-                cell_id=event.cell_id,
-                status=CellRuntimeState.IDLE,
-                stale=False,
-                notified_at=at,
+            row = self.cells[event.cell_id] = CellRow(
+                event.cell_id, CellRuntimeState.IDLE, None, False, None, at
             )
             changed = True
         else:
@@ -409,7 +404,7 @@ def _code_rank(code: int | None) -> int:
     return EXIT_CODE_MIN - 1 if code is None else code
 
 
-def reset_cell(row: CellStatus, at: datetime) -> bool:
+def reset_cell(row: CellRow, at: datetime) -> bool:
     """A kernel start at ``at``: fields set before it go back to idle and not stale.
 
     Their timestamps are cleared, not set to ``at``: a notification with the start's own

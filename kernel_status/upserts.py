@@ -1,4 +1,7 @@
-"""Set-based reads and writes of cell rows: one statement whatever the batch size.
+"""The write API's reads and writes: one statement each, whatever the batch size.
+
+They are plain SQL with fixed text: for small batches, building ORM queries cost more than
+running them.
 
 Django's ``bulk_create`` splits batches on SQLite (999 parameters per statement) and ``__in``
 lists grow with the batch, so on SQLite and PostgreSQL the whole batch travels as a single
@@ -12,33 +15,108 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Case, F, Q, Value, When
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Greatest
 
 from kernel_status.choices import CellRuntimeState
-from kernel_status.models import CellStatus
+from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.ordering import STATUS_TIE_RANK
 
 
-def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> dict[str, CellStatus]:
+def lock_session(session_id: str, *, using: str) -> int | None:
+    """Lock the session's row for this transaction; its primary key, or ``None``.
+
+    Plain SQL: a batch of one event is mostly query building when the ORM builds it.
+    """
+    connection = connections[using]
+    table = connection.ops.quote_name(Session._meta.db_table)
+    pk = connection.ops.quote_name(str(Session._meta.pk.column))
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {pk} FROM {table} WHERE session_id = %s{lock}", [session_id])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def fetch_kernel(session_pk: int, *, using: str) -> KernelProcess | None:
+    """The session's kernel process row (one query)."""
+    table = connections[using].ops.quote_name(KernelProcess._meta.db_table)
+    rows = KernelProcess.objects.db_manager(using).raw(
+        f"SELECT * FROM {table} WHERE session_id = %s", [session_pk]
+    )
+    return next(iter(rows), None)
+
+
+@dataclass(slots=True)
+class CellRow:
+    """A cell row as the write API handles it: cheaper to load and dump than a model."""
+
+    cell_id: str
+    status: str
+    status_at: datetime | None
+    stale: bool
+    stale_at: datetime | None
+    notified_at: datetime
+
+
+CELL_COLUMNS = ["cell_id", "status", "status_at", "stale", "stale_at", "notified_at"]
+
+
+def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> dict[str, CellRow]:
     """The stored rows of these cells of one session, by cell id (one query)."""
     connection = connections[using]
-    queryset = CellStatus.objects.using(using).filter(session_id=session_pk)
+    table = connection.ops.quote_name(CellStatus._meta.db_table)
+    ids = json.dumps(list(cell_ids))
     if connection.vendor == "postgresql":
-        ids = RawSQL("SELECT jsonb_array_elements_text(%s::jsonb)", [json.dumps(list(cell_ids))])
-        queryset = queryset.filter(cell_id__in=ids)
+        where = "cell_id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
     elif connection.vendor == "sqlite":
-        ids = RawSQL("SELECT value FROM json_each(%s)", [json.dumps(list(cell_ids))])
-        queryset = queryset.filter(cell_id__in=ids)
-    else:
-        queryset = queryset.filter(cell_id__in=list(cell_ids))
-    return {cell.cell_id: cell for cell in queryset}
+        where = "cell_id IN (SELECT value FROM json_each(%s))"
+    else:  # pragma: no cover - only SQLite and PostgreSQL are tested
+        queryset = CellStatus.objects.using(using).filter(
+            session_id=session_pk, cell_id__in=list(cell_ids)
+        )
+        return {c.cell_id: CellRow(*(getattr(c, name) for name in CELL_COLUMNS)) for c in queryset}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(CELL_COLUMNS)} FROM {table} WHERE session_id = %s AND {where}",
+            [session_pk, ids],
+        )
+        rows = cursor.fetchall()
+    if connection.vendor == "sqlite":
+        # SQLite hands back naive datetimes (Django's own converter) in the database's zone.
+        zone = connection.timezone
+        return {
+            r[0]: CellRow(
+                r[0],
+                r[1],
+                None if r[2] is None else r[2].replace(tzinfo=zone),
+                bool(r[3]),
+                None if r[4] is None else r[4].replace(tzinfo=zone),
+                r[5].replace(tzinfo=zone),
+            )
+            for r in rows
+        }
+    return {r[0]: CellRow(*r) for r in rows}
+
+
+def advance_last_activity(session_pk: int, at: datetime, *, using: str) -> None:
+    """Move the session's ``last_activity`` forward to ``at``, never back (one query)."""
+    connection = connections[using]
+    table = connection.ops.quote_name(Session._meta.db_table)
+    pk = connection.ops.quote_name(str(Session._meta.pk.column))
+    value = connection.ops.adapt_datetimefield_value(at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_activity = %s "
+            f"WHERE {pk} = %s AND (last_activity IS NULL OR last_activity < %s)",
+            [value, session_pk, value],
+        )
 
 
 def reset_cells(session_pk: int, at: datetime, *, using: str) -> None:
@@ -98,7 +176,7 @@ def _on_conflict_sql(table: str, excluded: str, greatest: str) -> str:
     """
 
 
-def _payload(rows: list[CellStatus], stamp: Any) -> str:
+def _payload(rows: list[CellRow], stamp: Any) -> str:
     def at(value: datetime | None) -> Any:
         return None if value is None else stamp(value)
 
@@ -117,7 +195,7 @@ def _payload(rows: list[CellStatus], stamp: Any) -> str:
     )
 
 
-def upsert_cells(session_pk: int, cells: Iterable[CellStatus], *, using: str) -> None:
+def upsert_cells(session_pk: int, cells: Iterable[CellRow], *, using: str) -> None:
     """Insert or update these cell rows in one statement, each field only forward in time."""
     rows = list(cells)
     if not rows:
@@ -139,7 +217,13 @@ def upsert_cells(session_pk: int, cells: Iterable[CellStatus], *, using: str) ->
     elif connection.vendor == "sqlite":
         # Django's own SQLite text format and time zone, so comparisons with rows the ORM
         # wrote order correctly.
-        payload = _payload(rows, connection.ops.adapt_datetimefield_value)
+        zone = connection.timezone
+
+        def stamp(value: datetime) -> str:
+            # What adapt_datetimefield_value gives for an aware datetime, without its checks.
+            return str(value.astimezone(zone).replace(tzinfo=None))
+
+        payload = _payload(rows, stamp)
         fields = ", ".join(
             f"json_extract(value, '$.{name}')"
             for name in ["cell_id", "status", "status_at", "stale", "stale_at", "notified_at"]
@@ -152,7 +236,10 @@ def upsert_cells(session_pk: int, cells: Iterable[CellStatus], *, using: str) ->
         """
     else:  # pragma: no cover - only SQLite and PostgreSQL are tested
         CellStatus.objects.using(using).bulk_create(
-            rows,
+            [
+                CellStatus(session_id=session_pk, **{n: getattr(r, n) for n in CELL_COLUMNS})
+                for r in rows
+            ],
             update_conflicts=True,
             unique_fields=["session", "cell_id"],
             update_fields=["status", "status_at", "stale", "stale_at", "notified_at"],

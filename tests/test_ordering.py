@@ -27,7 +27,7 @@ from kernel_status.events import (
     from_epoch,
 )
 from kernel_status.models import CellStatus, KernelProcess, Session
-from kernel_status.upserts import upsert_cells
+from kernel_status.upserts import CellRow, upsert_cells
 from tests.utils import at, cell_op, post
 
 pytestmark = pytest.mark.usefixtures("recent_base")  # at() is 30 s back
@@ -187,8 +187,8 @@ def test_exit_reports_of_one_process_are_ordered_per_field(session: Session) -> 
 def test_upsert_refuses_to_move_a_field_back_in_time(session: Session) -> None:
     """A writer bypassing the session lock (and the write API's checks) still cannot."""
     mirror.apply_events("s1", [op("c", 5, Cell.RUNNING, stale=True)])
-    older = CellStatus(
-        cell_id="c", status="idle", status_at=at(4), stale=False, stale_at=at(6), notified_at=at(6)
+    older = CellRow(
+        "c", status="idle", status_at=at(4), stale=False, stale_at=at(6), notified_at=at(6)
     )
     upsert_cells(session.pk, [older], using="default")
     row = CellStatus.objects.get()
@@ -199,8 +199,8 @@ def test_upsert_refuses_to_move_a_field_back_in_time(session: Session) -> None:
         at(6),
         at(6),
     )
-    tie = CellStatus(
-        cell_id="c", status="queued", status_at=at(5), stale=True, stale_at=at(6), notified_at=at(5)
+    tie = CellRow(
+        "c", status="queued", status_at=at(5), stale=True, stale_at=at(6), notified_at=at(5)
     )
     upsert_cells(session.pk, [tie], using="default")  # both lose their ties
     row = CellStatus.objects.get()
