@@ -1,6 +1,7 @@
-"""The marimo bridge is optional: without websockets and httpx, the core works in full and the
-bridge's command says which extra to install. (tests/integration/test_packaging.py checks the
-same with the wheel in a fresh virtual environment.)"""
+"""The marimo sub-app is optional: without websockets and httpx, the core works in full and the
+bridge's and the culler's commands say which extra to install.
+(tests/integration/test_packaging.py checks the same with the wheel in a fresh virtual
+environment.)"""
 
 from __future__ import annotations
 
@@ -37,16 +38,23 @@ SCRIPT = textwrap.dedent(
         module.name
         for module in pkgutil.walk_packages(kernel_status.__path__, "kernel_status.")
         if not module.name.startswith("kernel_status.contrib.marimo.")
-        or module.name.endswith(("apps", "commands.kernel_status_bridge"))
+        or module.name.endswith(
+            ("apps", "commands.kernel_status_bridge", "commands.kernel_status_cull")
+        )
     ]
     for name in core:
         importlib.import_module(name)
     call_command("check", fail_level="ERROR")
     assert get_commands()["kernel_status_bridge"] == "kernel_status.contrib.marimo"
+    assert get_commands()["kernel_status_cull"] == "kernel_status.contrib.marimo"
     try:
         call_command("kernel_status_bridge", "--marimo-url", "http://127.0.0.1:9", "--direct")
     except CommandError as error:
         print("bridge:", error)
+    try:
+        call_command("kernel_status_cull", "--marimo-url", "http://127.0.0.1:9", "--idle-for", "1")
+    except CommandError as error:
+        print("culler:", error)
     loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"websockets", "httpx"})
     print("imported:", len(core), "loaded:", loaded)
     """
@@ -75,6 +83,10 @@ def test_core_and_the_command_work_without_the_marimo_extra() -> None:
         "bridge: The bridge needs the 'marimo' extra: pip install 'kernel-status[marimo]' "
         "(No module named 'websockets')."
     )
-    imported = int(lines[2].split()[1])
-    assert imported >= 20  # every core module, the sub-app's config and its command
-    assert lines[2].endswith("loaded: []")
+    assert lines[2] == (
+        "culler: The culler needs the 'marimo' extra: pip install 'kernel-status[marimo]' "
+        "(No module named 'httpx')."
+    )
+    imported = int(lines[3].split()[1])
+    assert imported >= 20  # every core module, the sub-app's config and its commands
+    assert lines[3].endswith("loaded: []")

@@ -170,7 +170,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "kernel_status",
-    # The bridge's sub-app, installed without its extra: the core must not need websockets.
+    # The marimo sub-app, installed without its extra: the core must not need websockets.
     "kernel_status.contrib.marimo",
 ]
 ROOT_URLCONF = "host.urls"
@@ -347,3 +347,14 @@ def test_without_the_marimo_extra_the_bridge_names_it(server: dict[str, Any]) ->
     )
     assert result.returncode == 1
     assert "pip install 'kernel-status[marimo]'" in result.stderr
+    culler = subprocess.run(
+        [python, "manage.py", "kernel_status_cull", "--marimo-url", "http://x", "--idle-for", "1"],
+        cwd=host,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert culler.returncode == 1
+    assert "The culler needs the 'marimo' extra" in culler.stderr

@@ -1,4 +1,4 @@
-"""Shut down marimo sessions idle or stopped for too long (see kernel_status.culler)."""
+"""Shut down marimo sessions idle or stopped for too long (see docs/pollers.md)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from kernel_status.culler import Culled, MarimoRefused, MarimoServer, cull
 from kernel_status.listing import FilterError, parse_idle_for
 
 TOKEN_ENV = "KERNEL_STATUS_MARIMO_TOKEN"
@@ -34,7 +33,7 @@ class Command(BaseCommand):
     help = (
         "Shut down the sessions of a marimo server that the mirror shows idle or stopped, "
         "with no activity for at least --idle-for seconds, and record them as closed. Prints "
-        "one line per session; exits 1 when marimo refuses."
+        "one line per session; exits 1 when marimo refuses. Needs the 'marimo' extra."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -73,31 +72,43 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        marimo = MarimoServer(
-            options["marimo_url"],
-            token=options["token"],
-            server_token=options["server_token"],
-            timeout=options["timeout"],
-        )
-
-        def report(culled: Culled) -> None:
-            self.stdout.write(culled.line(timezone.now()))
+        try:
+            from kernel_status.contrib.marimo import culler
+        except ImportError as error:  # httpx is the marimo extra
+            raise CommandError(
+                f"The culler needs the 'marimo' extra: pip install 'kernel-status[marimo]' "
+                f"({error})."
+            ) from error
 
         try:
-            result = cull(
-                marimo,
-                idle_for=options["idle_for"],
-                limit=options["limit"],
-                dry_run=options["dry_run"],
-                report=report,
+            home = culler.MarimoHome(
+                options["marimo_url"],
+                token=options["token"],
+                server_token=options["server_token"],
+                timeout=options["timeout"],
             )
-        except MarimoRefused as error:
-            raise CommandError(f"marimo refused to list its sessions: {error}") from None
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+
+        def report(culled: culler.Culled) -> None:
+            self.stdout.write(culled.line(timezone.now()))
+
+        with home as marimo:
+            try:
+                result = culler.cull(
+                    marimo,
+                    idle_for=options["idle_for"],
+                    limit=options["limit"],
+                    dry_run=options["dry_run"],
+                    report=report,
+                )
+            except culler.MarimoUnavailable as error:
+                raise CommandError(f"marimo refused to list its sessions: {error}") from None
         done = sum(1 for c in result.culled if c.action in ("shut down", "would shut down"))
         verb = "would shut down" if options["dry_run"] else "shut down"
         self.stdout.write(
             f"{verb} {done} session(s) idle for at least "
-            f"{options['idle_for'].total_seconds():g} s on {marimo.url}; "
+            f"{options['idle_for'].total_seconds():g} s on {marimo.base_url}; "
             f"{result.not_on_server} more idle in the mirror are not open on this server."
         )
         refused = result.refused
