@@ -92,7 +92,8 @@ $(BIN6)/.installed: pyproject.toml
 # The suite with the newest Django 6 on Python 3.12: on SQLite, then on PostgreSQL when it
 # answers (as in test-postgres). Without Python 3.12 it is skipped with a notice, except under
 # CI=true. The slow tests (tests/integration/test_packaging.py: build the package, install the wheel into a
-# fresh venv) use nothing of this venv's Django; test-sqlite runs them, so they are left out here.
+# fresh venv; schemathesis, the soak, the four-session real-marimo scenario) do not depend on
+# the Django version; the Django 5.2 passes run them, so they are left out here.
 ifeq ($(strip $(PYTHON312)),)
 test-django6:
 	@if [ "$$CI" = "true" ]; then \

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from kernel_status.contrib.marimo.bridge import ATTACH_ID_PREFIX, BridgeSettings, MarimoBridge
-from kernel_status.contrib.marimo.translate import SESSION_CLOSED_CAUSE
+from kernel_status.contrib.marimo.translate import SESSION_CLOSED_CAUSE, Frame
 from kernel_status.contrib.marimo.writer import SendResult, Sent, Writer
-from kernel_status.events import KernelEvent, KernelStopped
+from kernel_status.events import KernelEvent, KernelHeartbeat, KernelStarted, KernelStopped
 
 
 class RecordingSink:
@@ -72,3 +76,48 @@ def test_discovery_is_bounded_and_records_a_stop_for_sessions_that_end(
     )
     assert sum("run 'shared.py'" in message for message in warnings) == 2
     assert not [m for m in caplog.messages if ATTACH_ID_PREFIX in m and "Following" in m]
+
+
+def test_a_restarted_bridge_reports_the_kernel_starts_of_the_one_before(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The health file carries the start each live kernel was reported with; a bridge started
+    with the same file reports the same start for a kernel marimo still runs."""
+    health = tmp_path / "health.json"
+    attached_at = datetime(2026, 1, 1, 12, 0, 0, 123457, tzinfo=UTC)  # microseconds survive
+    later = attached_at + timedelta(seconds=90)
+    ready = Frame("kernel-ready", {"kiosk": True, "resumed": True, "cell_ids": ["c"]})
+
+    async def run_bridge(listing: dict[str, str], at: datetime) -> tuple[list[Any], Any]:
+        writer = Writer(RecordingSink())
+        settings = BridgeSettings("http://127.0.0.1:9", backoff_initial=60, health_file=health)
+        bridge = MarimoBridge(settings, writer)
+        try:
+            bridge._reconcile(listing)
+            follower = bridge.followers.get("s1")
+            events = follower.translator.translate([ready], at).events if follower else []
+            bridge._write_health()
+        finally:
+            await bridge._stop_followers()
+            await writer.aclose()
+            await bridge.marimo.aclose()
+        return events, json.loads(health.read_text())["kernel_starts"]
+
+    first, starts = asyncio.run(run_bridge({"s1": "a.py"}, attached_at))
+    assert first[0] == KernelStarted(attached_at)
+    assert starts == {"s1": attached_at.isoformat()}
+
+    with caplog.at_level(logging.INFO, "kernel_status.contrib.marimo"):
+        # s1 still runs in marimo; s2 is new to both bridges.
+        second, starts = asyncio.run(run_bridge({"s1": "a.py", "s2": "b.py"}, later))
+    assert second == [KernelStarted(attached_at), KernelHeartbeat(later)]
+    assert starts == {"s1": attached_at.isoformat()}  # s2 has not attached yet
+    assert "1 kernel starts remembered from" in caplog.text
+
+    # A kernel that ended in marimo is forgotten; an unreadable file starts afresh.
+    assert asyncio.run(run_bridge({"s2": "b.py"}, later)) == ([], {})
+    health.write_text('{"kernel_starts": {"s1": "yesterday"}}')
+    with caplog.at_level(logging.WARNING, "kernel_status.contrib.marimo"):
+        third, _ = asyncio.run(run_bridge({"s1": "a.py"}, later))
+    assert third[0] == KernelStarted(later)
+    assert "Cannot read the kernel starts in" in caplog.text

@@ -250,3 +250,71 @@ def test_cell_ops_are_read_as_the_ingestion_endpoint_reads_them(data: dict[str, 
     serializer = CellOpDataSerializer(data=data)
     expected = serializer.to_event(ATTACHED_AT) if serializer.is_valid() else None
     assert cell_notification(data) == expected
+
+
+# --- a restarted bridge ------------------------------------------------------------------------
+
+
+def test_the_recorded_attach_is_a_resumed_kernel() -> None:
+    assert json.loads(FRAMES[0]["text"])["data"]["resumed"] is True
+
+
+def test_a_resumed_kernel_keeps_the_start_it_was_reported_with() -> None:
+    ready = parse_frame(FRAMES[0]["text"])
+    assert ready is not None
+    later = ATTACHED_AT + timedelta(seconds=90)
+    translator = SessionTranslator(SID, known_start=ATTACHED_AT)
+    assert translator.reported_start == ATTACHED_AT  # remembered even before the attach
+    result = translator.translate([ready], later)
+    assert result.events == [KernelStarted(ATTACHED_AT), KernelHeartbeat(later)]
+    assert translator.reported_start == ATTACHED_AT
+    # Without a start to keep, the attach is the start, as on the first attach.
+    first = SessionTranslator(SID).translate([ready], later)
+    assert first.events == [KernelStarted(later), KernelHeartbeat(later)]
+
+
+def test_a_new_kernel_gets_a_new_start_even_with_one_remembered() -> None:
+    data = dict(json.loads(FRAMES[0]["text"])["data"], resumed=False)
+    later = ATTACHED_AT + timedelta(seconds=90)
+    translator = SessionTranslator(SID, known_start=ATTACHED_AT)
+    result = translator.translate([Frame("kernel-ready", data)], later)
+    assert result.events == [KernelStarted(later), KernelHeartbeat(later)]
+
+
+def test_a_stopped_kernel_has_no_start_to_remember() -> None:
+    translator = SessionTranslator(SID, known_start=ATTACHED_AT)
+    translator.session_closed(ATTACHED_AT + timedelta(seconds=1))
+    assert translator.reported_start is None
+
+
+@pytest.mark.django_db
+@override_settings(KERNEL_STATUS_LIVENESS_WINDOW=None)
+def test_a_restarted_bridge_changes_nothing_but_the_heartbeat(make_session: Any) -> None:
+    """The review's case: the same attach and replay, translated by a second bridge process
+    90 s later, neither resets the cells nor counts as activity."""
+    make_session(SID, kernel=None)
+    attach = [frame["text"] for frame in bursts()[0]]  # kernel-ready and marimo's replay
+    first = SessionTranslator(SID)
+    mirror.apply_events(SID, first.translate_raw(attach, ATTACHED_AT).events)
+
+    def stored() -> tuple[Any, ...]:
+        kernel = KernelProcess.objects.values().get(session__session_id=SID)
+        heartbeat = kernel.pop("last_heartbeat_at")
+        cells = CellStatus.objects.filter(session__session_id=SID).order_by("cell_id")
+        return (
+            Session.objects.get(session_id=SID).last_activity,
+            kernel,
+            list(cells.values_list("cell_id", "status", "status_at", "stale", "notified_at")),
+            heartbeat,
+        )
+
+    before = stored()
+    assert before[1]["started_at"] == ATTACHED_AT
+    assert ("MJUe", CellRuntimeState.RUNNING) in [cell[:2] for cell in before[2]]
+
+    later = ATTACHED_AT + timedelta(seconds=90)
+    second = SessionTranslator(SID, known_start=first.reported_start)
+    mirror.apply_events(SID, second.translate_raw(attach, later).events)
+    after = stored()
+    assert after[:3] == before[:3]  # same start, same cells, no activity
+    assert after[3] == later  # alive: the heartbeat moved

@@ -6,12 +6,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
 
 from kernel_status import mirror
 from kernel_status.choices import CellRuntimeState, ProcessState
@@ -32,8 +34,9 @@ from kernel_status.events import (
     KernelStarted,
     KernelStopped,
 )
-from kernel_status.models import CellStatus, KernelProcess
+from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.serializers import KernelEventBatchSerializer
+from tests import test_invariant as invariant
 
 T0 = timezone.now().replace(microsecond=123456)
 
@@ -181,6 +184,52 @@ def test_an_unknown_session_is_kept_and_tried_again_until_it_is_registered(
     ]
 
 
+class NeverRegisteredSink(ScriptedSink):
+    """The mirror knows none of the sessions, and never will."""
+
+    async def send(self, session_id: str, events: Sequence[KernelEvent]) -> SendResult:
+        self.batches.append((session_id, list(events)))
+        return SendResult(Sent.UNKNOWN_SESSION)
+
+
+def test_an_ended_session_that_stays_unknown_is_given_up_and_a_live_one_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> tuple[list[str], list[str], int, int]:
+        sink = NeverRegisteredSink()
+        writer = writer_for(sink, unknown_retry=0.01, unknown_give_up=0.2)
+        for session_id in ("ended-1", "ended-2", "live"):
+            writer.submit(session_id, [KernelStarted(at(0)), cell("a", 1, "idle")])
+        await until(lambda: len(writer.unknown_sessions) == 3)
+        for session_id in ("ended-1", "ended-2"):
+            writer.submit(session_id, [KernelStopped(at(2), cause="session closed in marimo")])
+            writer.session_ended(session_id)
+        await asyncio.sleep(0.1)
+        still_kept = writer.unknown_sessions  # within the bound: kept
+        await until(lambda: sorted(writer._queues) == ["live"])
+        ended_sends = sum(sid != "live" for sid, _ in sink.batches)
+        live_sends = sum(sid == "live" for sid, _ in sink.batches)
+        await asyncio.sleep(0.2)
+        assert sum(sid != "live" for sid, _ in sink.batches) == ended_sends  # no more traffic
+        kept_live = writer.unknown_sessions
+        live_sends_after = sum(sid == "live" for sid, _ in sink.batches)
+        assert writer.queued_events == 2
+        await writer.aclose()
+        return still_kept, kept_live, live_sends, live_sends_after
+
+    with caplog.at_level(logging.INFO, "kernel_status.contrib.marimo"):
+        still_kept, kept_live, live_sends, live_sends_after = asyncio.run(scenario())
+    assert still_kept == ["ended-1", "ended-2", "live"]
+    assert kept_live == ["live"]
+    assert live_sends_after > live_sends  # a live session is tried again for ever
+    given_up = [m for m in caplog.messages if "dropping" in m]
+    assert given_up == [
+        f"Session '{sid}' ended in marimo 0.2 s ago and is still not in the mirror; dropping "
+        "its 3 unwritten events"
+        for sid in ("ended-1", "ended-2")
+    ]
+
+
 def test_a_refused_token_is_fatal_and_keeps_the_batch() -> None:
     async def scenario() -> tuple[FatalWriteError, int]:
         sink = ScriptedSink(FatalWriteError("HTTP 403"))
@@ -223,10 +272,52 @@ def test_a_long_backlog_is_folded() -> None:
         await writer.aclose()
         return sink.batches[1][1]
 
-    assert asyncio.run(scenario()) == [cell("a", 11, "running")]
+    # The newest status (busy, so also the newest busy one), and the oldest one not busy.
+    assert asyncio.run(scenario()) == [cell("a", 2, "idle"), cell("a", 11, "running")]
 
 
 # --- compact ---------------------------------------------------------------------------------
+
+
+def mirrored(session_id: str, now: datetime | None = None) -> Any:
+    """Everything the mirror stores for a session, field timestamps and activity included,
+    and its state at ``now``."""
+    session = Session.objects.with_state(now=now).get(session_id=session_id)
+    kernel = KernelProcess.objects.filter(session=session).values().first()
+    if kernel is not None:
+        del kernel["session_id"]
+    # A row that a kernel start reset (idle, not stale, neither set since) says what no row
+    # says: a backlog's events older than its start create such rows, their folded form none.
+    cells = CellStatus.objects.filter(session=session).exclude(
+        status=CellRuntimeState.IDLE, status_at=None, stale=False, stale_at=None
+    )
+    return (
+        session.state,
+        session.last_activity,
+        kernel,
+        [
+            (c.cell_id, c.status, c.status_at, c.stale, c.stale_at, c.notified_at)
+            for c in cells.order_by("cell_id")
+        ],
+    )
+
+
+def whole_and_folded(
+    make_session: Any,
+    backlog: list[KernelEvent],
+    before: Sequence[KernelEvent] = (),
+    now: datetime | None = None,
+) -> tuple[Any, Any]:
+    """The mirror after ``before`` and then the whole backlog, and after ``before`` and then
+    the folded backlog."""
+    outcomes = []
+    for events in (backlog, compact(backlog)):
+        session_id = make_session(kernel=None).session_id
+        if before:
+            mirror.apply_events(session_id, before)
+        mirror.apply_events(session_id, events)
+        outcomes.append(mirrored(session_id, now))
+    return outcomes[0], outcomes[1]
 
 
 @pytest.mark.django_db
@@ -244,20 +335,80 @@ def test_compact_has_the_effect_of_the_whole_backlog(make_session: Any) -> None:
         cell("c", 7, "disabled-transitively"),
     ]
     folded = compact(list(reversed(backlog)))
-    assert len(folded) == 5
+    assert len(folded) < len(backlog)
+    whole, folded_outcome = whole_and_folded(make_session, backlog)
+    assert folded_outcome == whole
+    assert whole[3][0] == ("a", CellRuntimeState.IDLE, at(5), True, at(3), at(5))
 
-    def outcome(session_id: str, events: list[KernelEvent]) -> Any:
-        make_session(session_id, kernel=None)
-        mirror.apply_events(session_id, events)
-        kernel = KernelProcess.objects.get(session__session_id=session_id)
-        cells = CellStatus.objects.filter(session__session_id=session_id).order_by("cell_id")
-        return (
-            (kernel.state, kernel.started_at, kernel.last_heartbeat_at),
-            [(c.cell_id, c.status, c.stale, c.notified_at) for c in cells],
-        )
 
-    assert outcome("folded", folded) == outcome("whole", backlog)
-    assert outcome("whole2", backlog)[1][0] == ("a", CellRuntimeState.IDLE, True, at(5))
+@pytest.mark.django_db
+def test_compact_keeps_a_kernel_restart(make_session: Any) -> None:
+    """The review's case: a status from before a restart must not survive it."""
+    backlog: list[KernelEvent] = [
+        KernelStarted(at(0)),
+        cell("c", 1, "running"),
+        KernelStopped(at(2), exit_code=1, cause="killed"),
+        KernelStarted(at(3)),
+        cell("c", 4),  # console output: no status
+    ]
+    assert compact(backlog) == [KernelStarted(at(3)), cell("c", 4)]
+    whole, folded = whole_and_folded(make_session, backlog)
+    assert whole[0] == "idle"
+    assert folded == whole
+
+
+@pytest.mark.django_db
+def test_compact_keeps_each_field_with_its_own_timestamp(make_session: Any) -> None:
+    backlog: list[KernelEvent] = [
+        cell("c", 1, "running"),
+        cell("c", 2, None, stale=True),
+        cell("c", 3),
+        KernelStopped(at(4), exit_code=1, cause="killed"),
+        KernelStopped(at(5)),
+    ]
+    assert compact(backlog) == backlog
+    # Written before the backlog: a newer status arrives first; the backlog's older
+    # console output must not hide it, nor its stale flag be stamped too late.
+    before = [KernelStarted(at(0)), cell("c", 2.5, "idle", stale=False)]
+    whole, folded = whole_and_folded(make_session, backlog, before)
+    assert folded == whole
+    assert whole[3] == [("c", "idle", at(2.5), False, at(2.5), at(3))]
+
+
+def later(events: list[KernelEvent]) -> list[KernelEvent]:
+    """The events 13 µs later: after every event the invariant's strategy makes."""
+    return [
+        replace(event, timestamp=event.timestamp + timedelta(microseconds=13)) for event in events
+    ]
+
+
+# Examples share the test's database transaction; each one uses sessions of its own.
+PER_EXAMPLE = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@PER_EXAMPLE
+@given(before=invariant.EVENTS, backlog=invariant.EVENTS)
+def test_compact_leaves_the_cells_and_kernel_of_the_whole_backlog(
+    make_session: Any, before: list[KernelEvent], backlog: list[KernelEvent]
+) -> None:
+    """Any backlog, written after any events (older, newer or equal): every field of the
+    cells and the kernel, with its timestamp, and the state, are the whole backlog's."""
+    # The state at one instant: both sessions must be read inside the same liveness window.
+    now = invariant.now_for_reads()
+    whole, folded = whole_and_folded(make_session, backlog, before, now)
+    assert (folded[0], *folded[2:]) == (whole[0], *whole[2:])
+
+
+@PER_EXAMPLE
+@given(before=invariant.EVENTS, backlog=invariant.EVENTS.map(later))
+def test_compact_is_exact_for_a_backlog_newer_than_the_mirror(
+    make_session: Any, before: list[KernelEvent], backlog: list[KernelEvent]
+) -> None:
+    """A session's backlog: newer than what was written. The last activity too is the whole
+    backlog's."""
+    now = invariant.now_for_reads()
+    whole, folded = whole_and_folded(make_session, backlog, before, now)
+    assert folded == whole
 
 
 # --- the wire format and the sinks -----------------------------------------------------------

@@ -99,6 +99,8 @@ class MarimoBridge:
         self.last_poll_at: float | None = None  # time.time() of the last good listing
         self._poll_now = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
+        # Starts reported by an earlier bridge process, from its health file.
+        self._known_starts = _read_kernel_starts(settings.health_file)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises :class:`FatalWriteError` when the mirror refuses
@@ -160,6 +162,7 @@ class MarimoBridge:
             self._end(session_id)
         # Bounded memory: a session marimo no longer lists never comes back under its id.
         self._warned = {(sid, kind) for sid, kind in self._warned if not sid or sid in running}
+        self._known_starts = {s: t for s, t in self._known_starts.items() if s in running}
         # Never an id of a bridge's own.
         running = {s: p for s, p in running.items() if not s.startswith(ATTACH_ID_PREFIX)}
         paths = Counter(running.values())
@@ -188,7 +191,7 @@ class MarimoBridge:
                     len(self.followers),
                 )
                 continue
-            follower = _Follower(self, session_id, path)
+            follower = _Follower(self, session_id, path, self._known_starts.pop(session_id, None))
             self.followers[session_id] = follower
             self.followed_total += 1
             follower.task = asyncio.create_task(follower.run(), name=f"follow {session_id}")
@@ -233,7 +236,18 @@ class MarimoBridge:
             "queued_events": self.writer.queued_events,
             "written_batches": self.writer.stats.batches,
             "last_written_at": self.writer.stats.last_written_at,
+            "kernel_starts": self.kernel_starts(),
         }
+
+    def kernel_starts(self) -> dict[str, str]:
+        """The start each live kernel was reported with (ISO 8601, exact to the
+        microsecond), so that a restarted bridge reports the same one."""
+        starts = {sid: at.isoformat() for sid, at in self._known_starts.items()}
+        for session_id, follower in self.followers.items():
+            start = follower.translator.reported_start
+            if start is not None:
+                starts[session_id] = start.isoformat()
+        return dict(sorted(starts.items()))
 
     def _write_health(self) -> None:
         path = self.settings.health_file
@@ -250,11 +264,13 @@ class MarimoBridge:
 class _Follower:
     """One websocket, attached read-only to one marimo session, reattached when lost."""
 
-    def __init__(self, bridge: MarimoBridge, session_id: str, path: str) -> None:
+    def __init__(
+        self, bridge: MarimoBridge, session_id: str, path: str, known_start: datetime | None
+    ) -> None:
         self.bridge = bridge
         self.session_id = session_id
         self.path = path
-        self.translator = SessionTranslator(session_id)
+        self.translator = SessionTranslator(session_id, known_start)
         self.task: asyncio.Task[None] | None = None
         self.attached = False
 
@@ -347,6 +363,25 @@ class _Follower:
                 logger.info("Session %r: marimo reports its kernel stopped", self.session_id)
                 await websocket.close()
                 return attached
+
+
+def _read_kernel_starts(path: Path | None) -> dict[str, datetime]:
+    """The kernel starts an earlier bridge process wrote into the health file; none if there
+    is no such file or it cannot be read."""
+    if path is None:
+        return {}
+    try:
+        starts = json.loads(path.read_text()).get("kernel_starts") or {}
+        known = {str(sid): datetime.fromisoformat(at) for sid, at in starts.items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, TypeError, AttributeError) as error:
+        logger.warning("Cannot read the kernel starts in %s (%s); reporting new ones", path, error)
+        return {}
+    known = {sid: at for sid, at in known.items() if at.tzinfo is not None}
+    if known:
+        logger.info("%d kernel starts remembered from %s", len(known), path)
+    return known
 
 
 def _backoff(attempt: int, initial: float, cap: float) -> float:

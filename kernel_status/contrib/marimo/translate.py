@@ -5,7 +5,13 @@ session read-only (kiosk), so what it receives is, in order:
 
 - ``kernel-ready`` with ``kiosk: true``: marimo attached the bridge to a running session.
   It is the kernel's start as far as the mirror knows: :class:`KernelStarted` and a
-  :class:`KernelHeartbeat`, stamped when the frame was received.
+  :class:`KernelHeartbeat`, stamped when the frame was received. With ``resumed: true``
+  (an existing kernel, which a kiosk attach always is) and a start this kernel was already
+  reported with (``known_start``: by an earlier bridge process, which the bridge remembers
+  in its health file), the start keeps that stamp: a mirror that has it takes it as
+  already applied, so a restarted bridge neither resets the cells nor counts as activity;
+  a mirror that lost it gets the kernel's first reported start. The heartbeat keeps the
+  kernel alive and the replay below restores the cells.
 - marimo's replay of the session: its latest ``cell-op`` per cell, carrying the time the
   kernel sent it, which can be long before the attach (a cell that has been running for an
   hour). Cell-ops older than the start would be dropped by the mirror's ordering rules, so
@@ -100,8 +106,10 @@ class SessionTranslator:
     does not stamp: the attach (start) and the kernel-stopped banner.
     """
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, known_start: datetime | None = None) -> None:
         self.session_id = session_id
+        #: The start this kernel was reported with by an earlier bridge process, if any.
+        self.known_start = known_start
         self.started_at: datetime | None = None
         self.stopped = False
         # While replayed cell-ops are being re-stamped, the last stamp given.
@@ -127,6 +135,12 @@ class SessionTranslator:
         result = self.translate(frames, received_at)
         result.malformed += malformed
         return result
+
+    @property
+    def reported_start(self) -> datetime | None:
+        """The start this kernel is reported with, for a later bridge process; ``None``
+        once it stopped."""
+        return None if self.stopped else self.started_at or self.known_start
 
     def heartbeat(self, at: datetime) -> list[KernelEvent]:
         """A heartbeat while attached to the live kernel; nothing before the attach or after
@@ -170,7 +184,8 @@ class SessionTranslator:
             result.not_read_only = True
             return
         if self.started_at is None:
-            self.started_at = at
+            resumed = data.get("resumed") is not False  # false: marimo made a new kernel
+            self.started_at = self.known_start if resumed and self.known_start else at
         # Again on a reconnection: the same stamp, so the mirror takes it as already applied.
         result.events.append(KernelStarted(self.started_at))
         result.events.append(KernelHeartbeat(max(at, self.started_at)))

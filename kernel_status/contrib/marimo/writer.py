@@ -6,8 +6,10 @@ that arrive together are written together. What a batch meets:
 
 - written: the next batch goes at once;
 - the mirror does not know the session (the platform has not registered it yet): the events
-  are kept, a log line says so, and the batch is tried again every ``unknown_retry`` seconds;
-  never dropped for good;
+  are kept, a log line says so, and the batch is tried again every ``unknown_retry`` seconds.
+  A live session's events are never dropped for good. Once the session has ended in marimo,
+  its queue is given up ``unknown_give_up`` seconds after the end if the mirror still does
+  not know it (a notebook the platform never registered), with a log line;
 - the mirror is busy or unreachable (HTTP 503, 429, other 5xx, connection failures, database
   errors): tried again with exponential backoff, honouring ``Retry-After``. Repeating or
   reordering a batch is safe: the mirror applies an event only when it is newer than what
@@ -30,17 +32,21 @@ import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 
+from kernel_status.choices import BUSY_CELL_STATES
 from kernel_status.events import (
     CellNotification,
     KernelEvent,
     KernelHeartbeat,
     KernelStarted,
+    KernelStopped,
 )
+from kernel_status.ordering import STATUS_TIE_RANK, stale_tie_rank
 
 __all__ = [
     "DirectSink",
@@ -106,30 +112,72 @@ def to_wire(event: KernelEvent) -> dict[str, Any]:
 
 
 def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
-    """The same outcome in fewer events, for a backlog that cannot be written yet.
+    """The same outcome in the mirror from fewer events, for a backlog that cannot be written.
 
-    Per cell, the notifications fold into one (the newest stamp; the newest non-null status
-    and stale flag, as the mirror merges them); per kind, the newest kernel event stays.
-    Exact when every event is newer than what the mirror stores, which holds for a session
-    whose writes have not gone through.
+    The mirror keeps, per field, the value of the newest notification that sets it (see
+    :mod:`kernel_status.ordering`), among those of the current kernel process. So:
+
+    - events older than the backlog's newest kernel start are dropped: once that start is
+      applied, the mirror ignores them;
+    - of the rest, the events that decide what the mirror ends with are kept, unchanged, each
+      with its own timestamp. Per kernel: the newest start, heartbeat and stop, and the stops
+      with the newest exit code and cause. Per cell: the newest status, stale flag and
+      notification (up to three events), and for ``last_activity`` the newest busy status,
+      the status that ended that run, and the oldest status that is not busy (the end of a
+      run the mirror already stored).
+
+    Every other event is older than a kept one in each field it sets, so the cells and the
+    kernel end as the whole backlog leaves them, whatever the mirror stored before;
+    ``last_activity`` too when the backlog is newer than what the mirror stored, as a
+    session's backlog is (tests/test_marimo_writer.py holds both against
+    :func:`kernel_status.mirror.apply_events`).
     """
-    cells: dict[str, CellNotification] = {}
-    kernel: dict[type, KernelEvent] = {}
-    for event in sorted(events, key=lambda e: e.timestamp):
+    starts = [e.timestamp for e in events if isinstance(e, KernelStarted)]
+    floor = max(starts) if starts else None
+    kept: dict[tuple[str, ...], tuple[tuple[datetime, int | str], KernelEvent]] = {}
+
+    def keep(
+        key: tuple[str, ...], rank: int | str, event: KernelEvent, newest: bool = True
+    ) -> None:
+        order = (event.timestamp, rank)
+        held = kept.get(key)
+        if held is None or (order > held[0] if newest else order < held[0]):
+            kept[key] = (order, event)
+
+    live = [e for e in events if floor is None or e.timestamp >= floor]
+    for event in live:
         if isinstance(event, CellNotification):
-            previous = cells.get(event.cell_id)
-            if previous is not None:
-                event = replace(
-                    event,
-                    status=event.status if event.status is not None else previous.status,
-                    stale_inputs=event.stale_inputs
-                    if event.stale_inputs is not None
-                    else previous.stale_inputs,
-                )
-            cells[event.cell_id] = event
+            cell = event.cell_id
+            keep(("notified", cell), 0, event)
+            if event.status is not None:
+                rank = STATUS_TIE_RANK[event.status]
+                keep(("status", cell), rank, event)
+                if event.status in BUSY_CELL_STATES:
+                    keep(("busy", cell), rank, event)
+                else:
+                    keep(("first not busy", cell), rank, event, newest=False)
+            if event.stale_inputs is not None:
+                keep(("stale", cell), stale_tie_rank(event.stale_inputs), event)
+        elif isinstance(event, KernelStopped):
+            keep(("stopped",), 0, event)
+            if event.exit_code is not None:
+                keep(("exit_code",), event.exit_code, event)
+            if event.cause:
+                keep(("exit_cause",), event.cause, event)
         else:
-            kernel[type(event)] = event
-    return sorted([*kernel.values(), *cells.values()], key=lambda e: e.timestamp)
+            keep((type(event).__name__,), 0, event)
+    # The status that ended each cell's newest busy run.
+    for event in live:
+        if not isinstance(event, CellNotification) or event.status is None:
+            continue
+        busy = kept.get(("busy", event.cell_id))
+        if event.status not in BUSY_CELL_STATES and busy is not None:
+            rank = STATUS_TIE_RANK[event.status]
+            if (event.timestamp, rank) > busy[0]:
+                keep(("ended the run", event.cell_id), rank, event, newest=False)
+    # One event may decide several fields: keep it once, in timestamp order.
+    unique = {id(event): event for _, event in kept.values()}
+    return sorted(unique.values(), key=lambda e: e.timestamp)
 
 
 # --- the queues ------------------------------------------------------------------------------
@@ -143,6 +191,7 @@ class _Queue:
     unknown: bool = False
     attempt: int = 0
     closed: bool = False  # the session ended: drop the queue once it is written
+    closed_at: float | None = None  # time.monotonic() when the session ended
 
 
 @dataclass
@@ -164,6 +213,7 @@ class Writer:
         max_batch: int = 500,
         max_queued: int = 5000,
         unknown_retry: float = 10.0,
+        unknown_give_up: float = 600.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
@@ -171,6 +221,7 @@ class Writer:
         self.max_batch = max_batch
         self.max_queued = max_queued
         self.unknown_retry = unknown_retry
+        self.unknown_give_up = unknown_give_up
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.stats = WriterStats()
@@ -206,7 +257,7 @@ class Writer:
         queue = self._queues.get(session_id)
         if queue is None:
             return
-        queue.closed = True
+        queue.closed, queue.closed_at = True, time.monotonic()
         if not queue.events and (queue.task is None or queue.task.done()):
             del self._queues[session_id]
 
@@ -287,6 +338,8 @@ class Writer:
                 result.detail,
             )
             return 0.0
+        if result.outcome is Sent.UNKNOWN_SESSION and self._give_up(session_id, queue, batch):
+            return 0.0
         queue.events[:0] = batch  # in front: the order of a session's events is kept
         self.stats.failures += 1
         if result.outcome is Sent.UNKNOWN_SESSION:
@@ -310,6 +363,22 @@ class Writer:
             delay,
         )
         return delay
+
+    def _give_up(self, session_id: str, queue: _Queue, batch: list[KernelEvent]) -> bool:
+        """Drop the events of a session that ended in marimo and that the mirror still does
+        not know ``unknown_give_up`` seconds later: nobody will register it now."""
+        if queue.closed_at is None or time.monotonic() - queue.closed_at < self.unknown_give_up:
+            return False
+        logger.warning(
+            "Session %r ended in marimo %g s ago and is still not in the mirror; dropping "
+            "its %d unwritten events",
+            session_id,
+            self.unknown_give_up,
+            len(batch) + len(queue.events),
+        )
+        queue.events.clear()
+        queue.unknown = False
+        return True
 
 
 # --- the sinks -------------------------------------------------------------------------------

@@ -86,9 +86,17 @@ class Command(BaseCommand):
             help="Seconds between tries for a session the mirror does not know yet (default 10).",
         )
         parser.add_argument(
+            "--unknown-give-up",
+            type=float,
+            default=600.0,
+            help="Seconds after a session ends in marimo before its events are dropped if the "
+            "mirror still does not know it (default 600).",
+        )
+        parser.add_argument(
             "--health-file",
             type=Path,
-            help="Write a JSON status here after every listing (for probes).",
+            help="Write a JSON status here after every listing (for probes). It also keeps "
+            "the kernel starts reported, so that a restarted bridge reports the same ones.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -123,6 +131,8 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         if options["unknown_retry"] <= 0:
             raise CommandError("--unknown-retry must be positive.")
+        if options["unknown_give_up"] < 0:
+            raise CommandError("--unknown-give-up must not be negative.")
 
         async def main() -> None:
             sink: Sink
@@ -132,7 +142,11 @@ class Command(BaseCommand):
                 token = _secret(options["token_file"], TOKEN_ENV, True)
                 assert token is not None
                 sink = HttpSink(options["api_url"], token, scheme=options["auth_scheme"])
-            writer = Writer(sink, unknown_retry=options["unknown_retry"])
+            writer = Writer(
+                sink,
+                unknown_retry=options["unknown_retry"],
+                unknown_give_up=options["unknown_give_up"],
+            )
             bridge = MarimoBridge(settings, writer)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
