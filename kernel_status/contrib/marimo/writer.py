@@ -38,7 +38,6 @@ from typing import Any, Protocol
 
 import httpx
 
-from kernel_status.choices import BUSY_CELL_STATES
 from kernel_status.events import (
     CellNotification,
     KernelEvent,
@@ -122,40 +121,31 @@ def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
     - of the rest, the events that decide what the mirror ends with are kept, unchanged, each
       with its own timestamp. Per kernel: the newest start, heartbeat and stop, and the stops
       with the newest exit code and cause. Per cell: the newest status, stale flag and
-      notification (up to three events), and for ``last_activity`` the newest busy status,
-      the status that ended that run, and the oldest status that is not busy (the end of a
-      run the mirror already stored).
+      notification (up to three events). The newest status also carries the newest
+      timestamp with a status, which is what ``last_activity`` takes from the cell.
 
-    Every other event is older than a kept one in each field it sets, so the cells and the
-    kernel end as the whole backlog leaves them, whatever the mirror stored before;
-    ``last_activity`` too when the backlog is newer than what the mirror stored, as a
-    session's backlog is (tests/test_marimo_writer.py holds both against
-    :func:`kernel_status.mirror.apply_events`).
+    Every other event is older than a kept one in each field it sets, so the mirror ends as
+    the whole backlog leaves it, whatever it stored before (tests/test_marimo_writer.py holds
+    this against :func:`kernel_status.mirror.apply_events`).
     """
     starts = [e.timestamp for e in events if isinstance(e, KernelStarted)]
     floor = max(starts) if starts else None
     kept: dict[tuple[str, ...], tuple[tuple[datetime, int | str], KernelEvent]] = {}
 
-    def keep(
-        key: tuple[str, ...], rank: int | str, event: KernelEvent, newest: bool = True
-    ) -> None:
+    def keep(key: tuple[str, ...], rank: int | str, event: KernelEvent) -> None:
         order = (event.timestamp, rank)
         held = kept.get(key)
-        if held is None or (order > held[0] if newest else order < held[0]):
+        if held is None or order > held[0]:
             kept[key] = (order, event)
 
-    live = [e for e in events if floor is None or e.timestamp >= floor]
-    for event in live:
+    for event in events:
+        if floor is not None and event.timestamp < floor:
+            continue
         if isinstance(event, CellNotification):
             cell = event.cell_id
             keep(("notified", cell), 0, event)
             if event.status is not None:
-                rank = STATUS_TIE_RANK[event.status]
-                keep(("status", cell), rank, event)
-                if event.status in BUSY_CELL_STATES:
-                    keep(("busy", cell), rank, event)
-                else:
-                    keep(("first not busy", cell), rank, event, newest=False)
+                keep(("status", cell), STATUS_TIE_RANK[event.status], event)
             if event.stale_inputs is not None:
                 keep(("stale", cell), stale_tie_rank(event.stale_inputs), event)
         elif isinstance(event, KernelStopped):
@@ -166,15 +156,6 @@ def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
                 keep(("exit_cause",), event.cause, event)
         else:
             keep((type(event).__name__,), 0, event)
-    # The status that ended each cell's newest busy run.
-    for event in live:
-        if not isinstance(event, CellNotification) or event.status is None:
-            continue
-        busy = kept.get(("busy", event.cell_id))
-        if event.status not in BUSY_CELL_STATES and busy is not None:
-            rank = STATUS_TIE_RANK[event.status]
-            if (event.timestamp, rank) > busy[0]:
-                keep(("ended the run", event.cell_id), rank, event, newest=False)
     # One event may decide several fields: keep it once, in timestamp order.
     unique = {id(event): event for _, event in kept.values()}
     return sorted(unique.values(), key=lambda e: e.timestamp)
