@@ -85,8 +85,9 @@ DATABASE_UNAVAILABLE = _error(
 THROTTLED = _error(
     "Throttled",
     "Too many requests: over the caller's rate for this endpoint, or too many failed "
-    "authentications from this IP (then before credentials are checked). Retry after "
-    "`Retry-After` seconds.",
+    "authentications from this IP (then refused before credentials are checked, except "
+    "credentials that authenticated successfully within the last day, which still pass). "
+    "Retry after `Retry-After` seconds.",
     "Request was throttled. Expected available in 42 seconds.",
 )
 BAD_HEADER_EXAMPLE = OpenApiExample(

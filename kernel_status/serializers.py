@@ -70,8 +70,10 @@ class KernelStatusResponseSerializer(serializers.Serializer[Session]):
         required=False,
         allow_null=True,
         default_timezone=UTC,
-        help_text="When the kernel last started or a cell last became busy or idle (ISO 8601, "
-        "UTC); null when nothing happened yet. Reads never change it.",
+        help_text="The latest timestamp among the kernel starts and the cell notifications "
+        "with a status (a cell queued, starting to run or finishing) of the current kernel "
+        "process (ISO 8601, UTC); null when there is none yet, or after a reset. Heartbeats, "
+        "stops, status-less notifications and reads never change it.",
     )
 
 
@@ -88,8 +90,10 @@ class KernelSessionSerializer(serializers.Serializer[Session]):
         read_only=True,
         allow_null=True,
         default_timezone=UTC,
-        help_text="When the kernel last started or a cell last became busy or idle (UTC); "
-        "null when nothing happened yet. Reads never change it.",
+        help_text="The latest timestamp among the kernel starts and the cell notifications "
+        "with a status (a cell queued, starting to run or finishing) of the current kernel "
+        "process (UTC); null when there is none yet, or after a reset. Heartbeats, stops, "
+        "status-less notifications and reads never change it.",
     )
     queued_cells = serializers.IntegerField(read_only=True, help_text="Cells queued to run.")
     running_cells = serializers.IntegerField(read_only=True, help_text="Cells running now.")

@@ -153,7 +153,7 @@ export interface components {
             readonly state: components["schemas"]["KernelStatusStateEnum"];
             /**
              * Format: date-time
-             * @description When the kernel last started or a cell last became busy or idle (UTC); null when nothing happened yet. Reads never change it.
+             * @description The latest timestamp among the kernel starts and the cell notifications with a status (a cell queued, starting to run or finishing) of the current kernel process (UTC); null when there is none yet, or after a reset. Heartbeats, stops, status-less notifications and reads never change it.
              */
             readonly last_activity: string | null;
             /** @description Cells queued to run. */
@@ -196,7 +196,7 @@ export interface components {
             readonly state: components["schemas"]["KernelStatusStateEnum"];
             /**
              * Format: date-time
-             * @description When the kernel last started or a cell last became busy or idle (ISO 8601, UTC); null when nothing happened yet. Reads never change it.
+             * @description The latest timestamp among the kernel starts and the cell notifications with a status (a cell queued, starting to run or finishing) of the current kernel process (ISO 8601, UTC); null when there is none yet, or after a reset. Heartbeats, stops, status-less notifications and reads never change it.
              */
             last_activity?: string | null;
         };
@@ -345,7 +345,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then before credentials are checked). Retry after `Retry-After` seconds. */
+            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then refused before credentials are checked, except credentials that authenticated successfully within the last day, which still pass). Retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -432,7 +432,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then before credentials are checked). Retry after `Retry-After` seconds. */
+            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then refused before credentials are checked, except credentials that authenticated successfully within the last day, which still pass). Retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -535,7 +535,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then before credentials are checked). Retry after `Retry-After` seconds. */
+            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then refused before credentials are checked, except credentials that authenticated successfully within the last day, which still pass). Retry after `Retry-After` seconds. */
             429: {
                 headers: {
                     /** @description Seconds to wait before retrying. */

@@ -20,8 +20,10 @@ class KernelSession:
         session_id (str): The Marimo-Session-Id.
         notebook (str): The notebook's path.
         state (KernelStatusStateEnum): Derived state of a session's kernel, as `GET /api/kernel/status` answers it.
-        last_activity (datetime.datetime | None): When the kernel last started or a cell last became busy or idle (UTC);
-            null when nothing happened yet. Reads never change it.
+        last_activity (datetime.datetime | None): The latest timestamp among the kernel starts and the cell
+            notifications with a status (a cell queued, starting to run or finishing) of the current kernel process (UTC);
+            null when there is none yet, or after a reset. Heartbeats, stops, status-less notifications and reads never
+            change it.
         queued_cells (int): Cells queued to run.
         running_cells (int): Cells running now.
     """

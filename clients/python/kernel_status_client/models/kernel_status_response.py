@@ -19,8 +19,10 @@ class KernelStatusResponse:
 
     Attributes:
         state (KernelStatusStateEnum): Derived state of a session's kernel, as `GET /api/kernel/status` answers it.
-        last_activity (datetime.datetime | None | Unset): When the kernel last started or a cell last became busy or
-            idle (ISO 8601, UTC); null when nothing happened yet. Reads never change it.
+        last_activity (datetime.datetime | None | Unset): The latest timestamp among the kernel starts and the cell
+            notifications with a status (a cell queued, starting to run or finishing) of the current kernel process (ISO
+            8601, UTC); null when there is none yet, or after a reset. Heartbeats, stops, status-less notifications and
+            reads never change it.
     """
 
     state: KernelStatusStateEnum

@@ -55,8 +55,8 @@ class Command(BaseCommand):
             "--idle-for",
             required=True,
             type=seconds,
-            help="Seconds without activity (kernel start, a cell becoming busy or idle) after "
-            "which an idle or stopped session is shut down.",
+            help="Seconds without activity (a kernel start, or a cell queued, starting to run "
+            "or finishing) after which an idle or stopped session is shut down.",
         )
         parser.add_argument(
             "--limit",
