@@ -10,6 +10,7 @@ from django.db.models import TextChoices
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from kernel_status.cell_ops import MAX_EPOCH_SECONDS, MIN_EPOCH_SECONDS
 from kernel_status.choices import CellRuntimeState, SessionState
 from kernel_status.conf import conf
 from kernel_status.events import (
@@ -114,8 +115,8 @@ class TimestampField(serializers.FloatField):
     and strings, which a lax float field would read as 1970 or parse."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("min_value", 0)
-        kwargs.setdefault("max_value", 253402300799)  # 9999-12-31
+        kwargs.setdefault("min_value", MIN_EPOCH_SECONDS)
+        kwargs.setdefault("max_value", MAX_EPOCH_SECONDS)
         # The clock guard depends on the server's clock, which a static schema cannot state.
         kwargs.setdefault(
             "help_text",
