@@ -7,7 +7,9 @@ __all__ = [
     "BatchTooLarge",
     "BodyTooLarge",
     "DatabaseUnavailable",
+    "InvalidCursor",
     "InvalidEventBatch",
+    "InvalidQuery",
     "InvalidSessionIdHeader",
     "LengthRequired",
     "SessionNotFound",
@@ -83,3 +85,22 @@ class LengthRequired(APIException):
     status_code = status.HTTP_411_LENGTH_REQUIRED
     default_detail = _("A Content-Length header is required; chunked bodies are not accepted.")
     default_code = "length_required"
+
+
+class InvalidCursor(NotFound):
+    """A cursor the server did not issue: it names no page, as an unknown id names nothing.
+
+    404, not 400: a cursor is opaque, so no schema can tell a client which strings are
+    cursors; a 400 would say the request was malformed when it only points nowhere.
+    """
+
+    default_detail = _("Invalid cursor.")
+    default_code = "invalid_cursor"
+
+
+class InvalidQuery(APIException):
+    """A query parameter the listing cannot use."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = _("Invalid query parameter.")
+    default_code = "invalid_query"

@@ -16,8 +16,9 @@ from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from kernel_status.choices import AccessLevel, CellRuntimeState, SessionState
+from kernel_status.choices import BUSY_CELL_STATES, AccessLevel, CellRuntimeState, SessionState
 from kernel_status.models import CellStatus, Session, SessionQuerySet
+from kernel_status.state import InLiterals
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -63,9 +64,17 @@ def parse_idle_for(value: str) -> timedelta:
 
 
 def cell_count(status: CellRuntimeState) -> Coalesce:
-    """How many of the session's cells have this status (a correlated subquery per row)."""
+    """How many of the session's cells have this busy status (a correlated subquery per row).
+
+    The busy-cell condition, as literals, lets SQLite count through the partial index
+    ``kernel_status_busy_cells`` instead of every cell of the session (see ``InLiterals``).
+    """
+    if status not in BUSY_CELL_STATES:
+        raise ValueError(f"Only busy statuses are counted, not {status!r}")
     counted = (
-        CellStatus.objects.filter(session_id=OuterRef("pk"), status=status)
+        CellStatus.objects.filter(
+            InLiterals("status", BUSY_CELL_STATES), session_id=OuterRef("pk"), status=status
+        )
         .order_by()
         .values("session_id")
         .annotate(n=Count("*"))

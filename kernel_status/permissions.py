@@ -7,6 +7,7 @@ __all__ = [
     "REPORT_PERMISSION",
     "CanReportKernelEvents",
     "HasSessionEditAccess",
+    "IsActiveUser",
 ]
 
 from typing import TYPE_CHECKING, Any
@@ -28,30 +29,31 @@ if TYPE_CHECKING:
 REPORT_PERMISSION = "kernel_status.report_kernel_events"
 
 
-class CanReportKernelEvents(BasePermission):
+class IsActiveUser(BasePermission):
+    """Allows access only to authenticated, active users."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        # Anonymous callers fail here, before any session is looked up; DRF answers 401.
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active)
+
+
+class CanReportKernelEvents(IsActiveUser):
     """Allows access only to users (service accounts) with the report_kernel_events permission."""
 
     message = _("The kernel_status.report_kernel_events permission is required.")
     code = "report_permission_required"
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
         # Active superusers hold every permission, this one included.
-        return bool(
-            user and user.is_authenticated and user.is_active and user.has_perm(REPORT_PERMISSION)
-        )
+        return super().has_permission(request, view) and request.user.has_perm(REPORT_PERMISSION)
 
 
-class HasSessionEditAccess(BasePermission):
+class HasSessionEditAccess(IsActiveUser):
     """Allows access only to active users with edit access to the session."""
 
     message = _("Edit access to this session is required.")
     code = "edit_access_required"
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        # Anonymous callers fail here, before any session is looked up; DRF answers 401.
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_active)
 
     def has_object_permission(self, request: Request, view: APIView, obj: Any) -> bool:
         level = self.get_access_level(request, obj)

@@ -5,15 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils.translation import gettext_lazy as _
-from rest_framework import status
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from kernel_status.exceptions import InvalidCursor, InvalidQuery
 from kernel_status.listing import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -26,36 +23,10 @@ from kernel_status.listing import (
 )
 from kernel_status.models import Session, SessionQuerySet
 from kernel_status.openapi import CURSOR_DESCRIPTION, PAGE_SIZE_DESCRIPTION, sessions_schema
+from kernel_status.permissions import IsActiveUser
 from kernel_status.serializers import KernelSessionSerializer
 from kernel_status.throttling import SessionsRateThrottle
 from kernel_status.views import KernelAPIView
-
-
-class InvalidCursor(NotFound):
-    """A cursor the server did not issue: it names no page, as an unknown id names nothing.
-
-    404, not 400: a cursor is opaque, so no schema can tell a client which strings are
-    cursors; a 400 would say the request was malformed when it only points nowhere.
-    """
-
-    default_detail = _("Invalid cursor.")
-    default_code = "invalid_cursor"
-
-
-class InvalidQuery(APIException):
-    """A query parameter the listing cannot use."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = _("Invalid query parameter.")
-    default_code = "invalid_query"
-
-
-class IsActiveUser(BasePermission):
-    """Any authenticated, active user: the queryset limits what each one sees."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
-        return bool(user and user.is_authenticated and user.is_active)
 
 
 class SessionCursorPagination(CursorPagination):

@@ -366,3 +366,12 @@ def test_a_page_is_one_indexed_query_on_postgresql(users: dict[str, User]) -> No
         assert "Index Scan using kernel_status_session_pkey" in plan, plan
         assert "kernel_status_busy_cells" in plan, plan
         assert not re.search(r"Seq Scan on kernel_status_(cellstatus|session)\s", plan), plan
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite's planner is the one at stake")
+def test_cell_counts_probe_the_busy_cell_index_on_sqlite(users: dict[str, User]) -> None:
+    """The queued and running counts, like the state, read only busy cells: with bound
+    status values SQLite would walk every cell of each listed session instead."""
+    plan = listing(sessions_for(users["owner"]), SessionFilter()).explain()
+    assert plan.count("USING INDEX kernel_status_busy_cells") == 3, plan  # state and 2 counts
+    assert "kernel_status_cellstatus_session_id" not in plan, plan  # the index of every cell
