@@ -27,7 +27,8 @@ from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from kernel_status import ingest, mirror  # noqa: E402
+from kernel_status import mirror  # noqa: E402
+from kernel_status.mirror import ingest  # noqa: E402
 
 SIZES = [1, 64, 1000]
 ROUNDS = 5

@@ -44,8 +44,8 @@ from django.utils import timezone  # noqa: E402
 from rest_framework.authtoken.models import Token  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
-from kernel_status.listing import SessionFilter, listing, parse_idle_for, sessions_for  # noqa: E402
 from kernel_status.models import CellStatus, KernelProcess, Session  # noqa: E402
+from kernel_status.queries.listing import SessionFilter, listing, parse_idle_for, sessions_for  # noqa: E402
 
 SESSIONS = 10_000
 CELLS = 100

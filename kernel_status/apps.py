@@ -11,4 +11,5 @@ class KernelStatusConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks and the drf-spectacular extensions.
-        from kernel_status import checks, schema  # noqa: F401
+        from kernel_status import checks  # noqa: F401
+        from kernel_status.api.openapi import extensions  # noqa: F401

@@ -39,8 +39,8 @@ def _check_throttle_rates() -> list[CheckMessage]:
     """A rate DRF cannot parse raises on every request of its endpoint (a 500 each)."""
     from rest_framework.settings import api_settings
 
-    from kernel_status.throttle_rates import DEFAULT_RATES, parse_rate
-    from kernel_status.throttling import throttle_rate
+    from kernel_status.api.throttling import throttle_rate
+    from kernel_status.conf import DEFAULT_RATES, parse_rate
 
     rates = api_settings.DEFAULT_THROTTLE_RATES
     if rates is not None and not isinstance(rates, Mapping):
@@ -195,7 +195,7 @@ def _check_max_clock_skew() -> list[CheckMessage]:
 
 
 def _check_access_policy() -> list[CheckMessage]:
-    from kernel_status.access import AccessPolicy
+    from kernel_status.queries.access import AccessPolicy
 
     path = conf.KERNEL_STATUS_ACCESS_POLICY
     try:

@@ -1,7 +1,9 @@
-"""Settings of kernel_status, read live from ``django.conf.settings``.
+"""Settings of kernel_status, read live from ``django.conf.settings``, and the names that
+settings and hosts refer to: the permissions and the rate-limit scopes with their defaults.
 
 Each property reads the setting on every access, so ``override_settings`` works in tests.
-Bad values are reported by the system checks in :mod:`kernel_status.checks`.
+Bad values are reported by the system checks in :mod:`kernel_status.checks`. Nothing here
+imports DRF or the app's models, so a settings module may import it (``NO_THROTTLES``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,17 @@ __all__ = [
     "DEFAULT_LIVENESS_WINDOW",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_CLOCK_SKEW",
+    "DEFAULT_RATES",
+    "EVENTS_SCOPE",
+    "FAILED_AUTH_SCOPE",
+    "NO_THROTTLES",
+    "REPORT_PERMISSION",
+    "SESSIONS_SCOPE",
+    "STATUS_SCOPE",
+    "VIEW_ALL_PERMISSION",
     "Settings",
     "conf",
+    "parse_rate",
 ]
 
 from datetime import timedelta
@@ -25,6 +36,61 @@ DEFAULT_LIVENESS_WINDOW = timedelta(seconds=60)
 DEFAULT_ACCESS_POLICY = "kernel_status.access.DefaultAccessPolicy"
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
+
+# Granted to the service accounts of kernel hosts (POST /api/kernel/events); edit access to a
+# session does not imply it.
+REPORT_PERMISSION = "kernel_status.report_kernel_events"
+# Granted to cullers and dashboards: GET /api/kernel/sessions lists every session.
+VIEW_ALL_PERMISSION = "kernel_status.view_all_sessions"
+
+# The throttle scopes, their default rates (REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] overrides
+# them per scope; None turns a limit off), and what a valid rate is.
+STATUS_SCOPE = "kernel_status.status"
+EVENTS_SCOPE = "kernel_status.events"
+SESSIONS_SCOPE = "kernel_status.sessions"
+FAILED_AUTH_SCOPE = "kernel_status.failed_auth"
+
+DEFAULT_RATES: dict[str, str | None] = {
+    # A client polling every 250 ms for a minute, with room for a few tabs.
+    STATUS_SCOPE: "600/min",
+    # One account may report for a whole server: the marimo bridge posts one batch per
+    # session per burst of frames, as one service account, at most 4 at once. At 20 ms a
+    # write that is 200 requests/s: this default does not throttle a bridge on a healthy
+    # server, and still stops a runaway client (docs/deployment.md, "Rate limits").
+    EVENTS_SCOPE: "12000/min",
+    # A culler or dashboard pages through the listing now and then.
+    SESSIONS_SCOPE: "120/min",
+    FAILED_AUTH_SCOPE: "30/min",
+}
+
+# REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] with every kernel_status limit off (tests, load
+# generators: one user on one IP).
+NO_THROTTLES: dict[str, str | None] = dict.fromkeys(DEFAULT_RATES)
+
+# DRF's periods: it reads only the first letter after the slash ("10/min", "10/minute").
+PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: object) -> tuple[int, int] | None:
+    """``(requests, seconds)`` for a rate DRF can use, ``None`` for ``None`` (no limit).
+
+    Raises ``ValueError`` for anything else, including a count below one (use ``None`` to
+    turn a limit off).
+    """
+    if rate is None:
+        return None
+    if not isinstance(rate, str):
+        raise ValueError("a rate is a string such as '600/min', or None")
+    count, slash, period = rate.partition("/")
+    try:
+        requests = int(count)  # what DRF does with it
+    except ValueError:
+        requests = None
+    if requests is None or not slash or "/" in period or period[:1] not in PERIODS:
+        raise ValueError("a rate is '<requests>/<period>', the period s, m, h or d (or longer)")
+    if requests < 1:
+        raise ValueError("a rate allows at least one request; None turns the limit off")
+    return requests, PERIODS[period[:1]]
 
 
 class Settings:

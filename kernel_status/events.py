@@ -1,7 +1,6 @@
 """The events that keep the mirror true, as the write API takes them.
 
-Timestamps order everything: an event never overwrites what a newer one wrote. Events check
-themselves when they are made (``ValueError``), so a bad one never reaches the database.
+Kept for its import path; they live in :mod:`kernel_status.mirror.events`.
 """
 
 from __future__ import annotations
@@ -19,123 +18,14 @@ __all__ = [
     "from_epoch",
 ]
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from django.utils import timezone
-
-from kernel_status.choices import CellRuntimeState
-from kernel_status.conf import conf
-from kernel_status.validators import cell_id_problem
-
-# Column limits of KernelProcess.exit_code (a 32-bit integer) and exit_cause.
-EXIT_CODE_MIN, EXIT_CODE_MAX = -(2**31), 2**31 - 1
-EXIT_CAUSE_MAX_LENGTH = 255
-
-
-def from_epoch(seconds: float) -> datetime:
-    """marimo's timestamps (``time.time()`` floats) as aware datetimes."""
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
-def _check_timestamp(timestamp: datetime) -> None:
-    if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
-        raise ValueError(f"timestamp must be an aware datetime, not {timestamp!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class CellNotification:
-    """marimo's ``cell-op``: ``None`` for status or stale_inputs keeps the stored value."""
-
-    cell_id: str
-    timestamp: datetime
-    status: str | None = None
-    stale_inputs: bool | None = None
-
-    def __post_init__(self) -> None:
-        problem = cell_id_problem(self.cell_id)
-        if problem is not None:
-            raise ValueError(f"cell_id {problem}: {self.cell_id!r}")
-        if self.status is not None and self.status not in CellRuntimeState.values:
-            raise ValueError(f"status must be one of {CellRuntimeState.values} or None")
-        if self.stale_inputs is not None and not isinstance(self.stale_inputs, bool):
-            raise ValueError("stale_inputs must be a bool or None")
-        _check_timestamp(self.timestamp)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelStarted:
-    """A new kernel process is up. It has run nothing, so every cell becomes idle."""
-
-    timestamp: datetime
-
-    def __post_init__(self) -> None:
-        _check_timestamp(self.timestamp)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelHeartbeat:
-    """The kernel process is still alive."""
-
-    timestamp: datetime
-
-    def __post_init__(self) -> None:
-        _check_timestamp(self.timestamp)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelStopped:
-    """The kernel process exited (or was found dead)."""
-
-    timestamp: datetime
-    exit_code: int | None = None
-    cause: str = ""
-
-    def __post_init__(self) -> None:
-        _check_timestamp(self.timestamp)
-        if self.exit_code is not None and not EXIT_CODE_MIN <= self.exit_code <= EXIT_CODE_MAX:
-            raise ValueError(f"exit_code must fit in 32 bits, not {self.exit_code}")
-        if len(self.cause) > EXIT_CAUSE_MAX_LENGTH:
-            raise ValueError(f"cause is longer than {EXIT_CAUSE_MAX_LENGTH} characters")
-
-
-KernelEvent = CellNotification | KernelStarted | KernelHeartbeat | KernelStopped
-
-
-class ClockSkewError(ValueError):
-    """An event is stamped further ahead of the server clock than
-    ``KERNEL_STATUS_MAX_CLOCK_SKEW`` allows. Nothing of its batch was written."""
-
-    def __init__(self, index: int, timestamp: datetime, horizon: datetime) -> None:
-        super().__init__(
-            f"event {index} is stamped {timestamp.isoformat()}, later than "
-            f"{horizon.isoformat()} (the server clock plus KERNEL_STATUS_MAX_CLOCK_SKEW)"
-        )
-        self.index = index
-        self.timestamp = timestamp
-        self.horizon = horizon
-
-
-def clock_horizon() -> datetime | None:
-    """The latest timestamp accepted now, or ``None`` when the clock guard is off."""
-    skew = conf.max_clock_skew
-    return None if skew is None else timezone.now() + skew
-
-
-def check_clock_skew(events: Sequence[KernelEvent]) -> None:
-    """Raise :class:`ClockSkewError` for the first event stamped too far ahead."""
-    horizon = clock_horizon()
-    if horizon is None:
-        return
-    for index, event in enumerate(events):
-        if event.timestamp > horizon:
-            raise ClockSkewError(index, event.timestamp, horizon)
-
-
-@dataclass(slots=True)
-class ApplyResult:
-    """What a batch did: events applied, and events older than what was stored."""
-
-    applied: int = 0
-    ignored_older: int = 0
+from kernel_status.mirror.events import (
+    ApplyResult,
+    CellNotification,
+    ClockSkewError,
+    KernelEvent,
+    KernelHeartbeat,
+    KernelStarted,
+    KernelStopped,
+    from_epoch,
+)
+from kernel_status.validators import EXIT_CAUSE_MAX_LENGTH

@@ -1,7 +1,9 @@
 """The mirror: sessions, their kernel process, their cells' latest status, and access grants.
 
 The hosting platform writes these rows; kernel_status only reads them to answer
-``GET /api/kernel/status``.
+``GET /api/kernel/status``. The queries that read them (the state and access expressions
+behind ``SessionQuerySet``) are in :mod:`kernel_status.queries`, which knows these models
+only through the app registry, so that imports run one way.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from kernel_status.choices import (
     CellRuntimeState,
     ProcessState,
 )
-from kernel_status.events import EXIT_CAUSE_MAX_LENGTH
+from kernel_status.queries.access import get_access_policy
+from kernel_status.queries.state import session_state_expression
 from kernel_status.validators import (
     CELL_ID_MAX_LENGTH,
+    EXIT_CAUSE_MAX_LENGTH,
     SESSION_ID_MAX_LENGTH,
     validate_session_id,
 )
@@ -45,14 +49,10 @@ if TYPE_CHECKING:
 class SessionQuerySet(models.QuerySet["Session"]):
     def with_state(self, *, now: datetime | None = None) -> SessionQuerySet:
         """Annotate ``state``: the derived :class:`~kernel_status.choices.SessionState`."""
-        from kernel_status.state import session_state_expression
-
         return self.annotate(state=session_state_expression(now=now))
 
     def with_access_level(self, user: AbstractBaseUser | AnonymousUser) -> SessionQuerySet:
         """Annotate ``access_level``: the user's :class:`~kernel_status.choices.AccessLevel`."""
-        from kernel_status.access import get_access_policy
-
         return self.annotate(access_level=get_access_policy().access_level_expression(user))
 
     def visible_to(self, user: AbstractBaseUser | AnonymousUser) -> SessionQuerySet:

@@ -1,8 +1,6 @@
 """The one place where a session's kernel status is derived.
 
-The endpoint, the admin and any other reader annotate sessions with
-:func:`session_state_expression` (through ``Session.objects.with_state()``), so they all
-agree, and the derivation runs inside the same SQL query that loads the session.
+Kept for its import path; the expression lives in :mod:`kernel_status.queries.state`.
 """
 
 from __future__ import annotations
@@ -14,90 +12,4 @@ __all__ = [
     "session_state_expression",
 ]
 
-import re
-from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
-
-from django.db.models import Case, CharField, Exists, F, Lookup, OuterRef, Q, Value, When
-from django.utils import timezone
-
-from kernel_status.choices import BUSY_CELL_STATES, ProcessState, SessionState
-from kernel_status.conf import conf
-
-
-def kernel_alive_q(*, now: datetime | None = None) -> Q:
-    """Sessions whose kernel process counts as alive at ``now``.
-
-    Alive means: state ``running``, and, when a liveness window is set, heard from (last
-    heartbeat, or start when no heartbeat came yet) within that window.
-    """
-    alive = Q(kernel__state=ProcessState.RUNNING)
-    window = conf.liveness_window
-    if window is None:
-        return alive
-    cutoff = (now or timezone.now()) - window
-    heard_from = Q(kernel__last_heartbeat_at__gte=cutoff) | Q(
-        kernel__last_heartbeat_at__isnull=True, kernel__started_at__gte=cutoff
-    )
-    return alive & heard_from
-
-
-class InLiterals(Lookup):
-    """``<field> IN ('a', 'b')`` with the values written into the SQL instead of bound.
-
-    SQLite's planner uses a partial index only when the query repeats the index's condition
-    with the same literals: with bound parameters (what ``status__in=`` gives) it falls back
-    to the plain ``session_id`` index and walks every cell of the session. A lookup, not a
-    boolean function, so that no Django version compares it with ``= True``.
-    """
-
-    lookup_name = "in_literals"
-    prepare_rhs = False
-
-    def __init__(self, field: str, values: Sequence[str]) -> None:
-        for value in values:
-            # Only code constants belong here; they are quoted as they are.
-            if not re.fullmatch(r"[A-Za-z0-9_-]+", value):
-                raise ValueError(f"Not a plain literal: {value!r}")
-        super().__init__(F(field), tuple(values))
-
-    def as_sql(self, compiler: Any, connection: Any) -> Any:
-        lhs_sql, lhs_params = self.process_lhs(compiler, connection)
-        literals = ", ".join(f"'{value}'" for value in self.rhs)
-        return f"{lhs_sql} IN ({literals})", tuple(lhs_params)
-
-
-def busy_cells_exist() -> Exists:
-    """Whether the session has a cell that is queued or running, whatever its stale flag.
-
-    Matches the partial index ``kernel_status_busy_cells`` (same condition, same literals):
-    one index probe per session on PostgreSQL and SQLite, however many idle cells it has.
-    """
-    from kernel_status.models import CellStatus
-
-    return Exists(
-        CellStatus.objects.filter(InLiterals("status", BUSY_CELL_STATES), session_id=OuterRef("pk"))
-    )
-
-
-def session_state_expression(*, now: datetime | None = None) -> Case:
-    """SQL expression giving a :class:`SessionState` value for each session row.
-
-    - ``stopped``: the kernel is not alive (no process row, ``not_started``, ``stopped``,
-      or silent past the liveness window);
-    - ``running``: alive, and any cell is ``queued`` or ``running``, whatever its stale flag
-      (marimo's own rule: it queues a stale cell first and clears the flag afterwards);
-    - ``idle``: alive otherwise (``idle`` and ``disabled-transitively`` cells).
-    """
-    return Case(
-        When(
-            kernel_alive_q(now=now),
-            then=Case(
-                When(busy_cells_exist(), then=Value(SessionState.RUNNING.value)),
-                default=Value(SessionState.IDLE.value),
-            ),
-        ),
-        default=Value(SessionState.STOPPED.value),
-        output_field=CharField(),
-    )
+from kernel_status.queries.state import busy_cells_exist, kernel_alive_q, session_state_expression

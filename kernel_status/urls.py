@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from kernel_status.session_list import KernelSessionListView
-from kernel_status.views import KernelEventsView, KernelStatusView
+from kernel_status.api.views import KernelEventsView, KernelSessionListView, KernelStatusView
 
 app_name = "kernel_status"
 

@@ -1,5 +1,6 @@
 """Validation of session and cell ids, shared by the models, the header, the write API and
-the schema (one pattern, so generated clients check exactly what the server checks)."""
+the schema (one pattern, so generated clients check exactly what the server checks), and the
+column limits of the other mirrored values."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from django.utils.translation import gettext_lazy as _
 
 SESSION_ID_MAX_LENGTH = 128
 CELL_ID_MAX_LENGTH = 128
+# Column limits of KernelProcess.exit_code (a 32-bit integer) and exit_cause.
+EXIT_CODE_MIN, EXIT_CODE_MAX = -(2**31), 2**31 - 1
+EXIT_CAUSE_MAX_LENGTH = 255
 
 # No control characters (Unicode category Cc: U+0000-U+001F, U+007F-U+009F), and at least one
 # character that is not whitespace. Written in the subset of regular expressions that Python

@@ -116,7 +116,7 @@ def session(users: dict[str, User]) -> Session:
     return mirror.register_session(SESSION_ID, owner=users["owner"], notebook="nb.py")
 
 
-# Hypothesis (tests/test_invariant.py): under CI a derandomized profile with a fixed example
+# Hypothesis (tests/mirror/test_invariant.py): under CI a derandomized profile with a fixed example
 # count per database run, so a failure reproduces; a faster one while developing.
 # HYPOTHESIS_PROFILE overrides the choice.
 hypothesis.settings.register_profile(

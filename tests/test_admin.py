@@ -299,7 +299,7 @@ def test_changelist_has_only_the_reset_action_and_no_add_link(
     response = admin_client_.get(reverse(CHANGELIST_URL))
 
     assert response.status_code == 200
-    # No "delete selected": only the reset of a stuck mirror (tests/test_ordering.py).
+    # No "delete selected": only the reset of a stuck mirror (tests/mirror/test_ordering.py).
     actions = [name for name, _ in response.context["action_form"].fields["action"].choices]
     assert actions == ["", "reset_mirror"]
     assert response.context["has_add_permission"] is False

@@ -1,6 +1,6 @@
 """Shut down marimo sessions that the mirror shows idle or stopped for too long.
 
-The mirror decides who is idle: the core's listing (:func:`kernel_status.listing.listing`,
+The mirror decides who is idle: the core's listing (:func:`kernel_status.queries.listing.listing`,
 its ``idle_for`` rule and the one shared state derivation). marimo is asked to close each
 session through :class:`~kernel_status.contrib.marimo.marimo_api.MarimoHome`, and the mirror
 then records the session as closed (:func:`kernel_status.mirror.close_session`).
@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from kernel_status import mirror
 from kernel_status.contrib.marimo.marimo_api import MarimoHome, MarimoUnavailable
-from kernel_status.listing import SessionFilter, listing
 from kernel_status.models import Session
+from kernel_status.queries.listing import SessionFilter, listing
 
 __all__ = ["CullReport", "Culled", "Marimo", "MarimoHome", "MarimoUnavailable", "cull"]
 

@@ -35,13 +35,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from kernel_status.cell_ops import read_cell_op
-from kernel_status.events import (
+from kernel_status.mirror.events import (
     CellNotification,
     KernelEvent,
     KernelHeartbeat,
     KernelStarted,
     KernelStopped,
+    read_cell_op,
 )
 
 __all__ = [

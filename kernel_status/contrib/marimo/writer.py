@@ -38,14 +38,14 @@ from typing import Any, Protocol
 
 import httpx
 
-from kernel_status.events import (
+from kernel_status.mirror.events import (
     CellNotification,
     KernelEvent,
     KernelHeartbeat,
     KernelStarted,
     KernelStopped,
 )
-from kernel_status.ordering import STATUS_TIE_RANK, stale_tie_rank
+from kernel_status.mirror.ordering import STATUS_TIE_RANK, stale_tie_rank
 
 __all__ = [
     "DirectSink",
@@ -114,7 +114,7 @@ def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
     """The same outcome in the mirror from fewer events, for a backlog that cannot be written.
 
     The mirror keeps, per field, the value of the newest notification that sets it (see
-    :mod:`kernel_status.ordering`), among those of the current kernel process. So:
+    :mod:`kernel_status.mirror.ordering`), among those of the current kernel process. So:
 
     - events older than the backlog's newest kernel start are dropped: once that start is
       applied, the mirror ignores them;

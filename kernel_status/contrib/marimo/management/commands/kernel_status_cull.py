@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from kernel_status.listing import FilterError, parse_idle_for
+from kernel_status.queries.listing import FilterError, parse_idle_for
 
 TOKEN_ENV = "KERNEL_STATUS_MARIMO_TOKEN"
 SERVER_TOKEN_ENV = "KERNEL_STATUS_MARIMO_SERVER_TOKEN"

@@ -1,0 +1,57 @@
+"""What HTTP does with a batch's body before ingestion: its length and its JSON.
+
+DRF reads the body as a stream, past Django's own check of ``DATA_UPLOAD_MAX_MEMORY_SIZE``,
+so the limits are checked here: 411 without a length, 413 for too many bytes, 400 for JSON
+nested too deeply, and 413 for too many events before any is validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+
+from kernel_status.exceptions import BodyTooLarge, LengthRequired
+from kernel_status.mirror.ingest import check_batch_size
+
+
+class EventBatchParser(JSONParser):
+    """DRF's JSON parser, with a 400 for JSON nested too deeply for Python's json module, and a
+    413 for more events than ``KERNEL_STATUS_MAX_BATCH_SIZE`` before any is validated.
+
+    ``json.loads`` recurses once per level and raises ``RecursionError`` (not ``ValueError``,
+    which DRF catches) about 1,000 levels down.
+    """
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        try:
+            body = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("JSON parse error - nested too deeply.") from None
+        if isinstance(body, Mapping):
+            check_batch_size(body.get("events"))
+        return body
+
+
+def check_length(request: Request) -> None:
+    """411 for a body without ``Content-Length``, 413 for one over Django's upload limit.
+
+    DRF reads the body as a stream, past Django's own check of ``DATA_UPLOAD_MAX_MEMORY_SIZE``.
+    """
+    meta = request.META
+    if not meta.get("CONTENT_LENGTH") and meta.get("HTTP_TRANSFER_ENCODING"):
+        raise LengthRequired()
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if limit is not None and length > limit:
+        raise BodyTooLarge(
+            f"The body has {length} bytes; at most {limit} are accepted "
+            "(DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        )

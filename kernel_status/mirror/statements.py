@@ -1,0 +1,250 @@
+"""The write API's reads and writes: one statement each, whatever the batch size.
+
+They are plain SQL with fixed text: for small batches, building ORM queries cost more than
+running them.
+
+Django's ``bulk_create`` splits batches on SQLite (999 parameters per statement) and ``__in``
+lists grow with the batch, so on SQLite and PostgreSQL the whole batch travels as a single
+JSON parameter instead. Other databases fall back to the ORM.
+
+The upsert applies the mirror's ordering per field in SQL (see
+:mod:`kernel_status.mirror.ordering`): should a writer ever bypass the session lock, it still
+cannot move a field back in time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Greatest
+
+from kernel_status.choices import CellRuntimeState
+from kernel_status.mirror.ordering import STATUS_TIE_RANK
+from kernel_status.models import CellStatus, KernelProcess, Session
+
+
+def lock_session(session_id: str, *, using: str) -> int | None:
+    """Lock the session's row for this transaction; its primary key, or ``None``.
+
+    Plain SQL: a batch of one event is mostly query building when the ORM builds it.
+    """
+    connection = connections[using]
+    table = connection.ops.quote_name(Session._meta.db_table)
+    pk = connection.ops.quote_name(str(Session._meta.pk.column))
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {pk} FROM {table} WHERE session_id = %s{lock}", [session_id])
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def fetch_kernel(session_pk: int, *, using: str) -> KernelProcess | None:
+    """The session's kernel process row (one query)."""
+    table = connections[using].ops.quote_name(KernelProcess._meta.db_table)
+    rows = KernelProcess.objects.db_manager(using).raw(
+        f"SELECT * FROM {table} WHERE session_id = %s", [session_pk]
+    )
+    return next(iter(rows), None)
+
+
+@dataclass(slots=True)
+class CellRow:
+    """A cell row as the write API handles it: cheaper to load and dump than a model."""
+
+    cell_id: str
+    status: str
+    status_at: datetime | None
+    stale: bool
+    stale_at: datetime | None
+    notified_at: datetime
+
+
+CELL_COLUMNS = ["cell_id", "status", "status_at", "stale", "stale_at", "notified_at"]
+
+
+def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> dict[str, CellRow]:
+    """The stored rows of these cells of one session, by cell id (one query)."""
+    connection = connections[using]
+    table = connection.ops.quote_name(CellStatus._meta.db_table)
+    ids = json.dumps(list(cell_ids))
+    if connection.vendor == "postgresql":
+        where = "cell_id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
+    elif connection.vendor == "sqlite":
+        where = "cell_id IN (SELECT value FROM json_each(%s))"
+    else:  # pragma: no cover - only SQLite and PostgreSQL are tested
+        queryset = CellStatus.objects.using(using).filter(
+            session_id=session_pk, cell_id__in=list(cell_ids)
+        )
+        return {c.cell_id: CellRow(*(getattr(c, name) for name in CELL_COLUMNS)) for c in queryset}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {', '.join(CELL_COLUMNS)} FROM {table} WHERE session_id = %s AND {where}",
+            [session_pk, ids],
+        )
+        rows = cursor.fetchall()
+    if connection.vendor == "sqlite":
+        # SQLite hands back naive datetimes (Django's own converter) in the database's zone.
+        zone = connection.timezone
+        return {
+            r[0]: CellRow(
+                r[0],
+                r[1],
+                None if r[2] is None else r[2].replace(tzinfo=zone),
+                bool(r[3]),
+                None if r[4] is None else r[4].replace(tzinfo=zone),
+                r[5].replace(tzinfo=zone),
+            )
+            for r in rows
+        }
+    return {r[0]: CellRow(*r) for r in rows}
+
+
+def advance_last_activity(session_pk: int, at: datetime, *, using: str) -> None:
+    """Move the session's ``last_activity`` forward to ``at``, never back (one query)."""
+    connection = connections[using]
+    table = connection.ops.quote_name(Session._meta.db_table)
+    pk = connection.ops.quote_name(str(Session._meta.pk.column))
+    value = connection.ops.adapt_datetimefield_value(at)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET last_activity = %s "
+            f"WHERE {pk} = %s AND (last_activity IS NULL OR last_activity < %s)",
+            [value, session_pk, value],
+        )
+
+
+def reset_cells(session_pk: int, at: datetime, *, using: str) -> None:
+    """A kernel start at ``at``: every field of the session's cells set before it is reset.
+
+    One statement; see :func:`kernel_status.mirror.batch.reset_cell` for the rule.
+    """
+    status_old = Q(status_at__isnull=True) | Q(status_at__lt=at)
+    stale_old = Q(stale_at__isnull=True) | Q(stale_at__lt=at)
+    CellStatus.objects.using(using).filter(session_id=session_pk).filter(
+        (status_old & (~Q(status=CellRuntimeState.IDLE) | Q(status_at__isnull=False)))
+        | (stale_old & (Q(stale=True) | Q(stale_at__isnull=False)))
+        | Q(notified_at__lt=at)
+    ).update(
+        status=Case(When(status_old, then=Value(CellRuntimeState.IDLE)), default=F("status")),
+        status_at=Case(When(status_old, then=Value(None)), default=F("status_at")),
+        stale=Case(When(stale_old, then=Value(False)), default=F("stale")),
+        stale_at=Case(When(stale_old, then=Value(None)), default=F("stale_at")),
+        notified_at=Greatest(F("notified_at"), Value(at)),
+    )
+
+
+def _rank_sql(column: str) -> str:
+    whens = " ".join(f"WHEN '{value}' THEN {rank}" for value, rank in STATUS_TIE_RANK.items())
+    return f"(CASE {column} {whens} END)"
+
+
+def _newer_sql(table: str, excluded: str, field: str, tie: str) -> str:
+    """SQL: the incoming value of ``field`` replaces the stored one (ordering.is_newer)."""
+    new_at, old_at = f"{excluded}.{field}_at", f"{table}.{field}_at"
+    return (
+        f"({new_at} IS NOT NULL AND ({old_at} IS NULL OR {new_at} > {old_at} "
+        f"OR ({new_at} = {old_at} AND {tie})))"
+    )
+
+
+def _on_conflict_sql(table: str, excluded: str, greatest: str) -> str:
+    status_newer = _newer_sql(
+        table,
+        excluded,
+        "status",
+        f"{_rank_sql(f'{excluded}.status')} > {_rank_sql(f'{table}.status')}",
+    )
+    # Ties: False wins over True (ordering.stale_tie_rank).
+    stale_newer = _newer_sql(table, excluded, "stale", f"{excluded}.stale < {table}.stale")
+    return f"""
+        ON CONFLICT (session_id, cell_id) DO UPDATE SET
+            status = CASE WHEN {status_newer} THEN {excluded}.status ELSE {table}.status END,
+            status_at = CASE WHEN {status_newer}
+                THEN {excluded}.status_at ELSE {table}.status_at END,
+            stale = CASE WHEN {stale_newer} THEN {excluded}.stale ELSE {table}.stale END,
+            stale_at = CASE WHEN {stale_newer}
+                THEN {excluded}.stale_at ELSE {table}.stale_at END,
+            notified_at = {greatest}({table}.notified_at, {excluded}.notified_at)
+        WHERE {status_newer} OR {stale_newer}
+            OR {excluded}.notified_at > {table}.notified_at
+    """
+
+
+def _payload(rows: list[CellRow], stamp: Any) -> str:
+    def at(value: datetime | None) -> Any:
+        return None if value is None else stamp(value)
+
+    return json.dumps(
+        [
+            {
+                "cell_id": c.cell_id,
+                "status": c.status,
+                "status_at": at(c.status_at),
+                "stale": c.stale,
+                "stale_at": at(c.stale_at),
+                "notified_at": stamp(c.notified_at),
+            }
+            for c in rows
+        ]
+    )
+
+
+def upsert_cells(session_pk: int, cells: Iterable[CellRow], *, using: str) -> None:
+    """Insert or update these cell rows in one statement, each field only forward in time."""
+    rows = list(cells)
+    if not rows:
+        return
+    connection: BaseDatabaseWrapper = connections[using]
+    table = connection.ops.quote_name(CellStatus._meta.db_table)
+    columns = "session_id, cell_id, status, status_at, stale, stale_at, notified_at"
+    if connection.vendor == "postgresql":
+        payload = _payload(rows, datetime.isoformat)
+        sql = f"""
+            INSERT INTO {table} ({columns})
+            SELECT %s, r.cell_id, r.status, r.status_at, r.stale, r.stale_at, r.notified_at
+            FROM jsonb_to_recordset(%s::jsonb) AS r(
+                cell_id text, status text, status_at timestamptz, stale boolean,
+                stale_at timestamptz, notified_at timestamptz
+            )
+            {_on_conflict_sql(table, "EXCLUDED", "GREATEST")}
+        """
+    elif connection.vendor == "sqlite":
+        # Django's own SQLite text format and time zone, so comparisons with rows the ORM
+        # wrote order correctly.
+        zone = connection.timezone
+
+        def stamp(value: datetime) -> str:
+            # What adapt_datetimefield_value gives for an aware datetime, without its checks.
+            return str(value.astimezone(zone).replace(tzinfo=None))
+
+        payload = _payload(rows, stamp)
+        fields = ", ".join(
+            f"json_extract(value, '$.{name}')"
+            for name in ["cell_id", "status", "status_at", "stale", "stale_at", "notified_at"]
+        )
+        sql = f"""
+            INSERT INTO {table} ({columns})
+            SELECT %s, {fields}
+            FROM json_each(%s) WHERE true
+            {_on_conflict_sql(table, "excluded", "max")}
+        """
+    else:  # pragma: no cover - only SQLite and PostgreSQL are tested
+        CellStatus.objects.using(using).bulk_create(
+            [
+                CellStatus(session_id=session_pk, **{n: getattr(r, n) for n in CELL_COLUMNS})
+                for r in rows
+            ],
+            update_conflicts=True,
+            unique_fields=["session", "cell_id"],
+            update_fields=["status", "status_at", "stale", "stale_at", "notified_at"],
+        )
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [session_pk, payload])

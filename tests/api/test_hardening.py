@@ -1,0 +1,465 @@
+"""What an attacker or a broken client tried: deep JSON, chunked bodies, a frozen or restarted
+database, debug pages, guessed tokens. Each answer is JSON (or a plain 400/404), never a hang."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import Permission, User
+from django.core.cache import cache
+from django.db import InterfaceError, connection
+from django.test import override_settings
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from kernel_status.models import Session
+from tests.utils import EVENTS_URL, REPO, SESSION_ID, get_status, gunicorn_server
+
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs PostgreSQL: locks, timeouts, backends"
+)
+
+
+def request(
+    base_url: str,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection: (status, headers, body)."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def reporter_token(session: Session, users: dict[str, User]) -> str:
+    """A token of the session's owner, who may also report events."""
+    users["owner"].user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
+    key: str = Token.objects.create(user=users["owner"]).key
+    return key
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Token {token}", "Marimo-Session-Id": SESSION_ID}
+
+
+# --- 1. deeply nested JSON -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [5_000, 100_000])
+def test_deeply_nested_json_is_a_400(session: Session, reporter_token: str, depth: int) -> None:
+    body = '{"events": [' + "[" * depth + "]" * depth + "]}"
+    response = APIClient().post(
+        EVENTS_URL, body, content_type="application/json", headers=auth(reporter_token)
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON parse error - nested too deeply."}
+
+
+@override_settings(DEBUG=True)
+def test_a_bug_is_a_json_500_even_with_debug_on(
+    session: Session, reporter_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("kernel_status.api.views.ingest", broken)
+    response = APIClient().post(
+        EVENTS_URL, {"events": []}, format="json", headers=auth(reporter_token)
+    )
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Internal server error."}
+
+
+# --- database trouble ------------------------------------------------------------------------
+
+
+def test_a_lost_connection_is_a_503(
+    session: Session, reporter_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def lost(*args: Any, **kwargs: Any) -> Any:
+        raise InterfaceError("connection already closed")
+
+    monkeypatch.setattr("kernel_status.mirror.ingest.apply_events", lost)
+    response = APIClient().post(
+        EVENTS_URL, {"events": []}, format="json", headers=auth(reporter_token)
+    )
+    assert response.status_code == 503
+    assert response["Retry-After"] == "1"
+    assert response.json() == {"detail": "The database is busy; retry shortly."}
+
+
+def test_example_project_bounds_every_wait_on_postgresql() -> None:
+    # In a subprocess: the settings module reads DATABASE_URL when imported.
+    code = "import json, project.settings as s; print(json.dumps(s.DATABASES['default']))"
+    env = {**os.environ, "DATABASE_URL": "postgres://u@db:5432/app", "PYTHONPATH": str(REPO)}
+    database = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, check=True
+        ).stdout
+    )
+    assert database["OPTIONS"] == {"connect_timeout": 5, "options": "-c statement_timeout=5000"}
+    assert database["CONN_MAX_AGE"] == 60
+    assert database["CONN_HEALTH_CHECKS"] is True
+
+
+@pytest.fixture
+def admin_connection() -> Iterator[psycopg.Connection[Any]]:
+    """A second connection to the test database, outside Django."""
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"] or None,
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        autocommit=True,
+    ) as conn:
+        yield conn
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_frozen_database_gives_503_within_the_statement_timeout(
+    reporter_token: str, admin_connection: psycopg.Connection[Any]
+) -> None:
+    with gunicorn_server(env={"DATABASE_STATEMENT_TIMEOUT": "500"}) as base_url:
+        headers = auth(reporter_token)
+        assert request(base_url, "GET", "/api/kernel/status", headers=headers)[0] == 200
+        with admin_connection.transaction():
+            admin_connection.execute("LOCK TABLE kernel_status_session IN ACCESS EXCLUSIVE MODE")
+            for method, path, body in [
+                ("GET", "/api/kernel/status", None),
+                ("POST", EVENTS_URL, b'{"events": []}'),
+            ]:
+                started = time.monotonic()
+                status, response_headers, content = request(
+                    base_url,
+                    method,
+                    path,
+                    headers={**headers, "Content-Type": "application/json"},
+                    body=body,
+                )
+                elapsed = time.monotonic() - started
+                assert status == 503
+                assert response_headers["Retry-After"] == "1"
+                assert json.loads(content) == {"detail": "The database is busy; retry shortly."}
+                # Not a speed test: only that it did not hang until the worker was killed.
+                assert elapsed < 20
+        assert request(base_url, "GET", "/api/kernel/status", headers=headers)[0] == 200
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_next_request_after_a_database_restart_succeeds(
+    reporter_token: str, admin_connection: psycopg.Connection[Any]
+) -> None:
+    # project.settings: persistent connections (CONN_MAX_AGE) with CONN_HEALTH_CHECKS.
+    with gunicorn_server("project.settings") as base_url:
+        headers = auth(reporter_token)
+        assert request(base_url, "GET", "/api/kernel/status", headers=headers)[0] == 200
+        # What a restart does to the worker's persistent connection.
+        mine = [admin_connection.info.backend_pid]
+        if connection.connection is not None:
+            mine.append(connection.connection.info.backend_pid)
+        terminated = admin_connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> ALL(%s)",
+            [mine],
+        ).fetchall()
+        assert terminated, "the worker kept no connection open"
+        status, _, content = request(base_url, "GET", "/api/kernel/status", headers=headers)
+        assert status == 200
+        assert json.loads(content)["state"] == "stopped"
+
+
+# --- chunked bodies --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_chunked_body_gets_411_over_real_http(reporter_token: str) -> None:
+    with gunicorn_server() as base_url:
+        status, headers, content = request(
+            base_url,
+            "POST",
+            EVENTS_URL,
+            headers={
+                **auth(reporter_token),
+                "Content-Type": "application/json",
+                "Transfer-Encoding": "chunked",
+            },
+            body=iter([b'{"events": ', b"[]}"]),
+        )
+        assert status == 411
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(content) == {
+            "detail": "A Content-Length header is required; chunked bodies are not accepted."
+        }
+        status, _, content = request(
+            base_url,
+            "POST",
+            EVENTS_URL,
+            headers={**auth(reporter_token), "Content-Type": "application/json"},
+            body=b'{"events": []}',
+        )
+        assert (status, json.loads(content)) == (200, {"applied": 0, "ignored_older": 0})
+
+
+# --- debug pages -----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_debug_pages_from_the_example_project(reporter_token: str) -> None:
+    with gunicorn_server("project.settings") as base_url:
+        foreign = request(base_url, "GET", "/api/kernel/status", headers={"Host": "evil.example"})
+        unknown = request(base_url, "GET", "/nope")
+    assert foreign[0] == 400
+    assert unknown[0] == 404
+    for _, _, content in [foreign, unknown]:
+        assert len(content) < 1000
+        leaks = [b"DisallowedHost", b"Traceback", b"SECRET_KEY", b"api/kernel/", b"urlpatterns"]
+        assert not [leak for leak in leaks if leak in content]
+
+
+def test_debug_is_off_unless_asked_for() -> None:
+    code = "import project.settings as s; print(s.DEBUG)"
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_DEBUG"} | {"PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, check=True, text=True
+    )
+    assert run.stdout.strip() == "False"
+
+
+def run_with_production_settings(
+    *args: str, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in the checkout with project.settings_production and its required
+    environment; ``env`` adds variables, or removes those given as None."""
+    base = {
+        "PYTHONPATH": str(REPO),
+        "DJANGO_SETTINGS_MODULE": "project.settings_production",
+        "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex(),
+        "DJANGO_ALLOWED_HOSTS": "kernels.example.com",
+        "DJANGO_DEBUG": None,
+        "DJANGO_NUM_PROXIES": None,
+        **(env or {}),
+    }
+    full = {k: v for k, v in os.environ.items() if k not in base} | {
+        k: v for k, v in base.items() if v is not None
+    }
+    return subprocess.run(
+        [sys.executable, *args], env=full, cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_production_settings_pass_the_deploy_check() -> None:
+    run = run_with_production_settings("manage.py", "check", "--deploy", "--fail-level", "WARNING")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "System check identified no issues (0 silenced)." in run.stdout
+
+
+@pytest.mark.parametrize(("env", "expected"), [({}, "1"), ({"DJANGO_NUM_PROXIES": "2"}, "2")])
+def test_production_settings_take_the_client_ip_from_behind_the_proxies(
+    env: dict[str, str | None], expected: str
+) -> None:
+    code = "import django; django.setup(); from rest_framework.settings import api_settings; "
+    code += "print(api_settings.NUM_PROXIES)"
+    run = run_with_production_settings("-c", code, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == expected
+
+
+def test_production_settings_have_no_secret_key_fallback() -> None:
+    run = run_with_production_settings("manage.py", "check", env={"DJANGO_SECRET_KEY": None})
+    assert run.returncode != 0
+    assert "KeyError: 'DJANGO_SECRET_KEY'" in run.stderr
+
+
+# --- throttling ------------------------------------------------------------------------------
+
+
+def rates(**scopes: str | None) -> Any:
+    """override_settings for kernel_status's throttle scopes, on a cleared cache."""
+    cache.clear()
+    rest_framework = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {f"kernel_status.{k}": v for k, v in scopes.items()},
+    }
+    return override_settings(REST_FRAMEWORK=rest_framework)
+
+
+def test_guessed_tokens_get_429_after_the_failed_auth_rate(
+    session: Session, reporter_token: str
+) -> None:
+    with rates(status=None, events=None, failed_auth="5/min"):
+        answers = []
+        for guess in range(300):
+            client = APIClient()
+            client.credentials(HTTP_AUTHORIZATION=f"Token {guess:040x}")
+            answers.append(get_status(client, SESSION_ID))
+        assert [r.status_code for r in answers] == [401] * 5 + [429] * 295
+        throttled = answers[-1]
+        assert throttled.json()["detail"].startswith("Request was throttled.")
+        assert 0 < int(throttled["Retry-After"]) <= 60
+        # The IP is refused before unproven credentials are looked at: even a right guess
+        # (a good token that has not authenticated lately) learns nothing.
+        good = APIClient()
+        good.credentials(HTTP_AUTHORIZATION=f"Token {reporter_token}")
+        assert get_status(good, SESSION_ID).status_code == 429
+        assert good.post(EVENTS_URL, {"events": []}, format="json").status_code == 429
+    cache.clear()
+
+
+def token_client_for(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def guess(count: int) -> list[int]:
+    return [get_status(token_client_for(f"{n:040x}"), SESSION_ID).status_code for n in range(count)]
+
+
+def test_a_working_token_keeps_working_while_a_guesser_shares_its_ip(
+    session: Session, reporter_token: str
+) -> None:
+    good = token_client_for(reporter_token)
+    headers = {"Marimo-Session-Id": SESSION_ID}
+    with rates(status=None, events=None, failed_auth="5/min"):
+        assert get_status(good, SESSION_ID).status_code == 200  # authenticates: proven
+        assert guess(8) == [401] * 5 + [429] * 3
+        # The budget is spent, yet the proven token passes on both endpoints, again and again,
+        # and its successes do not count against the IP.
+        for _ in range(20):
+            assert get_status(good, SESSION_ID).status_code == 200
+            posted = good.post(EVENTS_URL, {"events": []}, format="json", headers=headers)
+            assert posted.json() == {"applied": 0, "ignored_older": 0}
+        assert guess(3) == [429] * 3
+    cache.clear()
+
+
+def test_only_failures_count(session: Session, reporter_token: str) -> None:
+    good = token_client_for(reporter_token)
+    with rates(status=None, events=None, failed_auth="2/min"):
+        assert [get_status(good, SESSION_ID).status_code for _ in range(10)] == [200] * 10
+        assert guess(3) == [401, 401, 429]
+    cache.clear()
+
+
+def test_a_revoked_token_loses_its_pass(session: Session, reporter_token: str) -> None:
+    good = token_client_for(reporter_token)
+    with rates(status=None, events=None, failed_auth="2/min"):
+        assert get_status(good, SESSION_ID).status_code == 200
+        assert guess(3) == [401, 401, 429]
+        Token.objects.filter(key=reporter_token).delete()
+        # Still looked at once (it was proven), found bad, and refused unseen from then on.
+        assert get_status(good, SESSION_ID).status_code == 401
+        assert get_status(good, SESSION_ID).status_code == 429
+    cache.clear()
+
+
+def test_the_pass_is_kept_in_the_cache_as_a_keyed_hash(
+    session: Session, reporter_token: str
+) -> None:
+    with rates(status=None, events=None, failed_auth="2/min"):
+        assert get_status(token_client_for(reporter_token), SESSION_ID).status_code == 200
+        stored = [key for key in cache._cache if "proof" in key]
+        assert len(stored) == 1
+        assert reporter_token not in stored[0]
+    cache.clear()
+
+
+def test_anonymous_calls_count_as_failed_authentication(session: Session) -> None:
+    with rates(status=None, events=None, failed_auth="2/min"):
+        statuses = [get_status(APIClient(), SESSION_ID).status_code for _ in range(4)]
+        assert statuses == [401, 401, 429, 429]
+    cache.clear()
+
+
+def test_status_reads_are_limited_per_user(
+    make_session: Any, token_client: Any, users: dict[str, User]
+) -> None:
+    make_session(SESSION_ID)
+    editor, owner = token_client("editor"), token_client("owner")
+    with rates(status="3/min", events=None, failed_auth=None):
+        assert [get_status(editor, SESSION_ID).status_code for _ in range(4)] == [200] * 3 + [429]
+        throttled = get_status(editor, SESSION_ID)
+        assert throttled.json()["detail"].startswith("Request was throttled.")
+        assert int(throttled["Retry-After"]) > 0
+        assert throttled["Cache-Control"] == "no-store"
+        assert get_status(owner, SESSION_ID).status_code == 200  # another user's own count
+    cache.clear()
+
+
+def test_event_reports_are_limited_per_user(session: Session, reporter_token: str) -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {reporter_token}")
+    headers = {"Marimo-Session-Id": SESSION_ID}
+    with rates(status=None, events="2/min", failed_auth=None):
+        statuses = [
+            client.post(EVENTS_URL, {"events": []}, format="json", headers=headers).status_code
+            for _ in range(3)
+        ]
+        assert statuses == [200, 200, 429]
+    cache.clear()
+
+
+def test_session_listings_are_limited_per_user(token_client: Any) -> None:
+    editor = token_client("editor")
+    with rates(status=None, events=None, sessions="2/min", failed_auth=None):
+        statuses = [editor.get("/api/kernel/sessions").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+    cache.clear()
+
+
+def test_without_host_rates_the_defaults_apply(session: Session) -> None:
+    cache.clear()
+    rest_framework = {k: v for k, v in settings.REST_FRAMEWORK.items() if "THROTTLE" not in k}
+    with override_settings(REST_FRAMEWORK=rest_framework):
+        statuses = [get_status(APIClient(), SESSION_ID).status_code for _ in range(31)]
+    assert statuses == [401] * 30 + [429]  # kernel_status.failed_auth: 30/min
+    cache.clear()
+
+
+def test_behind_a_proxy_each_client_has_its_own_failure_budget(
+    session: Session, reporter_token: str
+) -> None:
+    def status(token: str, client_ip: str) -> int:
+        client = token_client_for(token)
+        # The proxy (10.0.0.1) appends the address it saw; the first one is the client's claim.
+        forwarded = {
+            "HTTP_X_FORWARDED_FOR": f"198.51.100.1, {client_ip}",
+            "REMOTE_ADDR": "10.0.0.1",
+        }
+        return int(get_status(client, SESSION_ID, **forwarded).status_code)
+
+    # (The second override starts from the first one's settings: with enters them in order.)
+    with (
+        rates(status=None, events=None, failed_auth="2/min"),
+        override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}),
+    ):
+        assert [status(f"{n:040x}", "203.0.113.5") for n in range(3)] == [401, 401, 429]
+        # Another client behind the same proxy, with a token never used before.
+        assert status(reporter_token, "203.0.113.6") == 200
+    cache.clear()
