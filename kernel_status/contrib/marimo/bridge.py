@@ -42,7 +42,7 @@ from django.utils import timezone
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from kernel_status.contrib.marimo.marimo_api import MarimoAPI, MarimoUnavailable
+from kernel_status.contrib.marimo.client import MarimoAPI, MarimoUnavailable
 from kernel_status.contrib.marimo.translate import SessionTranslator
 from kernel_status.contrib.marimo.writer import Writer
 
