@@ -23,6 +23,7 @@ from kernel_status.contrib.marimo.writer import (
     SendResult,
     Sent,
     Writer,
+    _Queue,
     compact,
     to_wire,
 )
@@ -540,3 +541,20 @@ def test_an_unexpected_sink_error_is_retried(caplog: pytest.LogCaptureFixture) -
         sink = asyncio.run(scenario())
     assert len(sink.batches) == 2
     assert "Session 's': writing failed unexpectedly" in caplog.messages
+
+
+def test_a_long_outage_keeps_retrying_at_the_cap() -> None:
+    """Thousands of failed sends in a row: the delay stays at the cap (2.0 ** 1024 used to
+    raise OverflowError here and end the session's writing task)."""
+
+    async def scenario() -> list[float]:
+        writer = writer_for(ScriptedSink(), backoff_initial=0.5, backoff_max=30.0)
+        queue = _Queue(attempt=5000)
+        batch: list[KernelEvent] = [cell("a", 1, "idle")]
+        delays = [writer._after("s", queue, batch, SendResult(Sent.RETRY)) for _ in range(3)]
+        assert queue.attempt == 5003
+        assert queue.events == batch * 3  # each failed batch is kept for the next try
+        await writer.aclose()
+        return delays
+
+    assert all(15.0 <= delay <= 30.0 for delay in asyncio.run(scenario()))

@@ -28,7 +28,6 @@ import asyncio
 import enum
 import json
 import logging
-import random
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +37,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from kernel_status.contrib.marimo.backoff import backoff_delay
 from kernel_status.events import (
     CellNotification,
     KernelEvent,
@@ -333,9 +333,10 @@ class Writer:
                 )
             queue.unknown = True
             return self.unknown_retry
-        backoff = min(self.backoff_max, self.backoff_initial * 2.0**queue.attempt)
+        backoff = backoff_delay(queue.attempt, self.backoff_initial, self.backoff_max)
         queue.attempt += 1
-        delay = max(backoff * random.uniform(0.5, 1.0), result.retry_after or 0.0)
+        # Retry-After is the server's floor; the backoff still spreads the sessions out.
+        delay = max(backoff, result.retry_after or 0.0)
         logger.warning(
             "Session %r: could not write %d events (%s); retrying in %.1f s",
             session_id,
