@@ -275,6 +275,97 @@ def test_a_long_backlog_is_folded() -> None:
     assert asyncio.run(scenario()) == [cell("a", 11, "running")]
 
 
+async def within_turns(check: Callable[[], bool], turns: int = 100) -> bool:
+    """Whether ``check`` holds within ``turns`` turns of the event loop, no time waited: what
+    an event wakes at once, and a wait that polls on a timer does not."""
+    for _ in range(turns):
+        if check():
+            return True
+        await asyncio.sleep(0)
+    return check()
+
+
+def test_drain_returns_as_soon_as_the_last_batch_is_written() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink()
+        sink.gate = asyncio.Event()
+        writer = writer_for(sink)
+        writer.submit("a", [cell("a", 1, "idle")])
+        writer.submit("b", [cell("b", 1, "idle")])
+        drained = asyncio.create_task(writer.drain(timeout=60))
+        await until(lambda: len(sink.batches) == 2)
+        assert not await within_turns(drained.done)  # both batches are being sent
+        sink.gate.set()
+        assert await within_turns(drained.done)
+        assert drained.result() is True
+        assert writer.queued_events == 0
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_does_not_wait_for_a_session_the_mirror_does_not_know() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink(SendResult(Sent.UNKNOWN_SESSION), only="late")
+        sink.gate = asyncio.Event()
+        writer = writer_for(sink, unknown_retry=60)
+        writer.submit("late", [cell("a", 1, "idle")])
+        writer.submit("known", [cell("a", 1, "idle")])
+        drained = asyncio.create_task(writer.drain(timeout=60))
+        await until(lambda: len(sink.batches) == 2)
+        sink.gate.set()
+        assert await within_turns(drained.done)
+        assert drained.result() is True
+        assert writer.unknown_sessions == ["late"]
+        assert writer.queued_events == 1  # kept, for when the platform registers it
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_times_out_while_a_batch_is_not_written() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink()
+        sink.gate = asyncio.Event()  # never opened: the send hangs
+        writer = writer_for(sink)
+        writer.submit("s", [cell("a", 1, "idle")])
+        assert await writer.drain(timeout=0.05) is False
+        assert writer.queued_events == 1
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_stops_waiting_when_the_mirror_refuses_the_bridge() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink(FatalWriteError("HTTP 401"))
+        sink.gate = asyncio.Event()
+        writer = writer_for(sink)
+        writer.submit("s", [cell("a", 1, "idle")])
+        drained = asyncio.create_task(writer.drain(timeout=60))
+        await until(lambda: len(sink.batches) == 1)
+        sink.gate.set()
+        assert await within_turns(drained.done)
+        assert drained.result() is False
+        assert writer.queued_events == 1  # the refused batch is kept, not written
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_with_nothing_to_write_returns_at_once() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        writer = writer_for(ScriptedSink())
+        empty = await writer.drain(timeout=0)
+        writer.submit("s", [KernelStopped(at(1), cause="x")])
+        writer.session_ended("s")
+        written = await writer.drain(timeout=60)
+        await writer.aclose()
+        return empty, written
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
 # --- compact ---------------------------------------------------------------------------------
 
 

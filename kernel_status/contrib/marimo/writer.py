@@ -210,6 +210,9 @@ class Writer:
         self._slots = asyncio.Semaphore(concurrency)
         self._fatal: FatalWriteError | None = None
         self._fatal_event = asyncio.Event()
+        # Set, and replaced by a fresh one, whenever a queue may have become written, unknown
+        # or gone, or a fatal error came: what drain waits on.
+        self._changed = asyncio.Event()
 
     # --- for the bridge --------------------------------------------------------------------
 
@@ -257,13 +260,23 @@ class Writer:
         return self._fatal
 
     async def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for every known session's queue to be written."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._fatal is None:
-            busy = [q for q in self._queues.values() if (q.events or q.in_flight) and not q.unknown]
-            if not busy:
-                return True
-            await asyncio.sleep(0.05)
+        """Wait up to ``timeout`` seconds for every known session's queue to be written.
+
+        ``True`` once no session the mirror knows has events left (those of sessions it does
+        not know are not waited for: they may never be written); ``False`` after ``timeout``,
+        or as soon as the mirror refuses the bridge for good.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while self._fatal is None:
+                    if not any(
+                        (q.events or q.in_flight) and not q.unknown for q in self._queues.values()
+                    ):
+                        return True
+                    # No await between the check and here: no change can be missed.
+                    await self._changed.wait()
+        except TimeoutError:
+            pass
         return False
 
     async def aclose(self) -> None:
@@ -273,9 +286,20 @@ class Writer:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.sink.aclose()
 
+    def _notify(self) -> None:
+        """Wake every drain waiting now; each checks its condition again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     # --- the session's writing task --------------------------------------------------------
 
     async def _flush(self, session_id: str, queue: _Queue) -> None:
+        try:
+            await self._write_queue(session_id, queue)
+        finally:  # written, given up, forgotten, fatal or cancelled
+            self._notify()
+
+    async def _write_queue(self, session_id: str, queue: _Queue) -> None:
         while queue.events and self._fatal is None:
             batch = queue.events[: self.max_batch]
             del queue.events[: len(batch)]
@@ -294,6 +318,7 @@ class Writer:
                 finally:
                     queue.in_flight = 0
             delay = self._after(session_id, queue, batch, result)
+            self._notify()  # the batch is done with: written, dropped, or back in the queue
             if delay:
                 await asyncio.sleep(delay)
         if queue.closed and not queue.events and self._queues.get(session_id) is queue:
