@@ -24,6 +24,7 @@ from kernel_status.contrib.marimo.writer import (
     Sent,
     Writer,
     _Queue,
+    _retry_after,
     compact,
     to_wire,
 )
@@ -538,6 +539,17 @@ def test_the_http_sink_posts_the_batch_with_the_token_and_session_header() -> No
         (404, {}, SendResult(Sent.UNKNOWN_SESSION)),
         (503, {"Retry-After": "1"}, SendResult(Sent.RETRY, 1.0, "HTTP 503")),
         (429, {"Retry-After": "7"}, SendResult(Sent.RETRY, 7.0, "HTTP 429")),
+        (
+            503,
+            {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"},
+            SendResult(Sent.RETRY, 300.0, "HTTP 503"),
+        ),
+        (
+            503,
+            {"Retry-After": "Thu, 01 Jan 2015 00:00:00 GMT"},
+            SendResult(Sent.RETRY, 0.0, "HTTP 503"),
+        ),
+        (503, {"Retry-After": "soon"}, SendResult(Sent.RETRY, None, "HTTP 503")),
         (502, {}, SendResult(Sent.RETRY, None, "HTTP 502")),
         (400, {}, SendResult(Sent.DROPPED, None, "HTTP 400: bad")),
     ],
@@ -554,6 +566,42 @@ def test_the_http_sink_reads_the_answer(
             await sink.aclose()
 
     assert asyncio.run(scenario()) == expected
+
+
+# 2015-10-21 07:28:00 UTC, the "now" of the Retry-After cases.
+NOW = 1445412480.0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        # delta-seconds
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("3600", 300.0),  # at most RETRY_AFTER_MAX
+        ("-5", 0.0),
+        # an HTTP date, in each of RFC 9110's three formats
+        ("Wed, 21 Oct 2015 07:30:00 GMT", 120.0),
+        ("Wednesday, 21-Oct-15 07:30:00 GMT", 120.0),
+        ("Wed Oct 21 07:30:00 2015", 120.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # now
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # past: no wait asked
+        ("Thu, 22 Oct 2015 07:28:00 GMT", 300.0),  # a day ahead: at most RETRY_AFTER_MAX
+        # garbage and missing: the backoff alone decides
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        ("Wed, 32 Oct 2015 07:30:00 GMT", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_delta_seconds_and_http_dates(
+    value: str | None, seconds: float | None
+) -> None:
+    assert _retry_after(value, now=NOW) == seconds
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -28,6 +28,7 @@ import asyncio
 import enum
 import json
 import logging
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+from django.utils.http import parse_http_date_safe
 
 from kernel_status.contrib.marimo.backoff import backoff_delay
 from kernel_status.events import (
@@ -391,6 +393,7 @@ class Writer:
 # --- the sinks -------------------------------------------------------------------------------
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_MAX = 300.0  # seconds: the longest Retry-After the writer honours
 
 
 class HttpSink:
@@ -448,11 +451,27 @@ def _detail(body: bytes) -> str:
     return detail if isinstance(detail, str) else ""
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: float | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for, from now (``time.time()`` unless given).
+
+    Either form of RFC 9110: delta-seconds, or an HTTP date (which a proxy or a load balancer
+    may send). Clamped to [0, ``RETRY_AFTER_MAX``]: a date in the past asks for no wait (the
+    backoff decides), and a far one must not park the session's events for hours. ``None``
+    when there is no header or it reads as neither form: the backoff alone decides.
+    """
+    if not value:
+        return None
+    value = value.strip()
     try:
-        return min(float(value), 300.0) if value else None
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: the backoff decides
+        date = parse_http_date_safe(value)  # the three formats of RFC 9110, GMT
+        if date is None:
+            return None
+        seconds = date - (time.time() if now is None else now)
+    if not math.isfinite(seconds):  # "nan", "inf": not delta-seconds
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
 class DirectSink:
