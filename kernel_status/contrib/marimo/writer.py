@@ -30,7 +30,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -174,7 +174,7 @@ class _Queue:
     unknown: bool = False
     attempt: int = 0
     closed: bool = False  # the session ended: drop the queue once it is written
-    closed_at: float | None = None  # time.monotonic() when the session ended
+    closed_at: float | None = None  # the writer's clock when the session ended
 
 
 @dataclass
@@ -199,8 +199,10 @@ class Writer:
         unknown_give_up: float = 600.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink = sink
+        self._clock = clock  # times unknown_give_up; tests move it instead of waiting
         self.max_batch = max_batch
         self.max_queued = max_queued
         self.unknown_retry = unknown_retry
@@ -243,7 +245,7 @@ class Writer:
         queue = self._queues.get(session_id)
         if queue is None:
             return
-        queue.closed, queue.closed_at = True, time.monotonic()
+        queue.closed, queue.closed_at = True, self._clock()
         if not queue.events and (queue.task is None or queue.task.done()):
             del self._queues[session_id]
 
@@ -376,7 +378,7 @@ class Writer:
     def _give_up(self, session_id: str, queue: _Queue, batch: list[KernelEvent]) -> bool:
         """Drop the events of a session that ended in marimo and that the mirror still does
         not know ``unknown_give_up`` seconds later: nobody will register it now."""
-        if queue.closed_at is None or time.monotonic() - queue.closed_at < self.unknown_give_up:
+        if queue.closed_at is None or self._clock() - queue.closed_at < self.unknown_give_up:
             return False
         logger.warning(
             "Session %r ended in marimo %g s ago and is still not in the mirror; dropping "
