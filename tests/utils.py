@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -120,13 +121,31 @@ def free_port() -> int:
 
 
 def eventually(
-    check: Callable[[], bool], timeout: float = 10.0, what: str = "the condition"
+    check: Callable[[], bool],
+    timeout: float = 10.0,
+    what: str = "the condition",
+    *,
+    interval: float = 0.02,
 ) -> None:
-    """Poll ``check`` until it holds; fail after ``timeout`` seconds."""
+    """Poll ``check`` every ``interval`` seconds until it holds; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
-        time.sleep(0.02)
+        time.sleep(interval)
+
+
+async def eventually_async(
+    check: Callable[[], bool],
+    timeout: float = 10.0,
+    what: str = "the condition",
+    *,
+    interval: float = 0.005,
+) -> None:
+    """:func:`eventually` inside an event loop: the loop's other tasks run between polls."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        await asyncio.sleep(interval)
 
 
 def database_url() -> str:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from kernel_status import mirror
 from kernel_status.choices import ProcessState
-from kernel_status.contrib.marimo.marimo_api import MarimoHome
+from kernel_status.contrib.marimo.client import MarimoHome
 from kernel_status.models import KernelProcess, Session
 from tests.integration.marimo_server import (  # the real-marimo harness
     STARTUP_TIMEOUT,

@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import random
 import time
 import uuid
 from collections import Counter
@@ -42,7 +41,8 @@ from django.utils import timezone
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from kernel_status.contrib.marimo.marimo_api import MarimoAPI, MarimoUnavailable
+from kernel_status.contrib.marimo.backoff import backoff_delay
+from kernel_status.contrib.marimo.client import MarimoAPI, MarimoUnavailable
 from kernel_status.contrib.marimo.translate import SessionTranslator
 from kernel_status.contrib.marimo.writer import Writer
 
@@ -139,7 +139,8 @@ class MarimoBridge:
             try:
                 running = await self.marimo.running_sessions()
             except MarimoUnavailable as error:
-                delay = _backoff(attempt, self.settings.backoff_initial, self.settings.backoff_max)
+                settings = self.settings
+                delay = backoff_delay(attempt, settings.backoff_initial, settings.backoff_max)
                 attempt += 1
                 log = logger.warning if self.marimo_reachable or attempt == 1 else logger.debug
                 log("marimo did not list its sessions (%s); retrying in %.1f s", error, delay)
@@ -324,7 +325,7 @@ class _Follower:
                 break
             if reason in SESSION_MAY_BE_GONE:
                 self.bridge.poll_soon()  # discovery ends the follower if the session is gone
-            delay = _backoff(attempt, settings.backoff_initial, settings.backoff_max)
+            delay = backoff_delay(attempt, settings.backoff_initial, settings.backoff_max)
             attempt += 1
             await asyncio.sleep(delay)
 
@@ -382,7 +383,3 @@ def _read_kernel_starts(path: Path | None) -> dict[str, datetime]:
     if known:
         logger.info("%d kernel starts remembered from %s", len(known), path)
     return known
-
-
-def _backoff(attempt: int, initial: float, cap: float) -> float:
-    return min(cap, initial * 2.0**attempt) * random.uniform(0.5, 1.0)

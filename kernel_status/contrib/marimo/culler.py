@@ -2,7 +2,7 @@
 
 The mirror decides who is idle: the core's listing (:func:`kernel_status.queries.listing.listing`,
 its ``idle_for`` rule and the one shared state derivation). marimo is asked to close each
-session through :class:`~kernel_status.contrib.marimo.marimo_api.MarimoHome`, and the mirror
+session through :class:`~kernel_status.contrib.marimo.client.MarimoHome`, and the mirror
 then records the session as closed (:func:`kernel_status.mirror.close_session`).
 
 Only sessions that marimo itself lists are touched: the mirror may hold sessions of other
@@ -19,7 +19,7 @@ from typing import Protocol
 from django.utils import timezone
 
 from kernel_status import mirror
-from kernel_status.contrib.marimo.marimo_api import MarimoHome, MarimoUnavailable
+from kernel_status.contrib.marimo.client import MarimoHome, MarimoUnavailable
 from kernel_status.models import Session
 from kernel_status.queries.listing import SessionFilter, listing
 

@@ -28,16 +28,18 @@ import asyncio
 import enum
 import json
 import logging
-import random
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
+from django.utils.http import parse_http_date_safe
 
+from kernel_status.contrib.marimo.backoff import backoff_delay
 from kernel_status.mirror.events import (
     CellNotification,
     KernelEvent,
@@ -125,8 +127,9 @@ def compact(events: Sequence[KernelEvent]) -> list[KernelEvent]:
       timestamp with a status, which is what ``last_activity`` takes from the cell.
 
     Every other event is older than a kept one in each field it sets, so the mirror ends as
-    the whole backlog leaves it, whatever it stored before (tests/test_marimo_writer.py holds
-    this against :func:`kernel_status.mirror.apply_events`).
+    the whole backlog leaves it, whatever it stored before
+    (tests/contrib/marimo/test_marimo_writer.py holds this against
+    :func:`kernel_status.mirror.apply_events`).
     """
     starts = [e.timestamp for e in events if isinstance(e, KernelStarted)]
     floor = max(starts) if starts else None
@@ -172,7 +175,7 @@ class _Queue:
     unknown: bool = False
     attempt: int = 0
     closed: bool = False  # the session ended: drop the queue once it is written
-    closed_at: float | None = None  # time.monotonic() when the session ended
+    closed_at: float | None = None  # the writer's clock when the session ended
 
 
 @dataclass
@@ -197,8 +200,10 @@ class Writer:
         unknown_give_up: float = 600.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sink = sink
+        self._clock = clock  # times unknown_give_up; tests move it instead of waiting
         self.max_batch = max_batch
         self.max_queued = max_queued
         self.unknown_retry = unknown_retry
@@ -210,6 +215,9 @@ class Writer:
         self._slots = asyncio.Semaphore(concurrency)
         self._fatal: FatalWriteError | None = None
         self._fatal_event = asyncio.Event()
+        # Set, and replaced by a fresh one, whenever a queue may have become written, unknown
+        # or gone, or a fatal error came: what drain waits on.
+        self._changed = asyncio.Event()
 
     # --- for the bridge --------------------------------------------------------------------
 
@@ -238,7 +246,7 @@ class Writer:
         queue = self._queues.get(session_id)
         if queue is None:
             return
-        queue.closed, queue.closed_at = True, time.monotonic()
+        queue.closed, queue.closed_at = True, self._clock()
         if not queue.events and (queue.task is None or queue.task.done()):
             del self._queues[session_id]
 
@@ -257,13 +265,23 @@ class Writer:
         return self._fatal
 
     async def drain(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for every known session's queue to be written."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self._fatal is None:
-            busy = [q for q in self._queues.values() if (q.events or q.in_flight) and not q.unknown]
-            if not busy:
-                return True
-            await asyncio.sleep(0.05)
+        """Wait up to ``timeout`` seconds for every known session's queue to be written.
+
+        ``True`` once no session the mirror knows has events left (those of sessions it does
+        not know are not waited for: they may never be written); ``False`` after ``timeout``,
+        or as soon as the mirror refuses the bridge for good.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                while self._fatal is None:
+                    if not any(
+                        (q.events or q.in_flight) and not q.unknown for q in self._queues.values()
+                    ):
+                        return True
+                    # No await between the check and here: no change can be missed.
+                    await self._changed.wait()
+        except TimeoutError:
+            pass
         return False
 
     async def aclose(self) -> None:
@@ -273,9 +291,20 @@ class Writer:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.sink.aclose()
 
+    def _notify(self) -> None:
+        """Wake every drain waiting now; each checks its condition again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     # --- the session's writing task --------------------------------------------------------
 
     async def _flush(self, session_id: str, queue: _Queue) -> None:
+        try:
+            await self._write_queue(session_id, queue)
+        finally:  # written, given up, forgotten, fatal or cancelled
+            self._notify()
+
+    async def _write_queue(self, session_id: str, queue: _Queue) -> None:
         while queue.events and self._fatal is None:
             batch = queue.events[: self.max_batch]
             del queue.events[: len(batch)]
@@ -294,6 +323,7 @@ class Writer:
                 finally:
                     queue.in_flight = 0
             delay = self._after(session_id, queue, batch, result)
+            self._notify()  # the batch is done with: written, dropped, or back in the queue
             if delay:
                 await asyncio.sleep(delay)
         if queue.closed and not queue.events and self._queues.get(session_id) is queue:
@@ -333,9 +363,10 @@ class Writer:
                 )
             queue.unknown = True
             return self.unknown_retry
-        backoff = min(self.backoff_max, self.backoff_initial * 2.0**queue.attempt)
+        backoff = backoff_delay(queue.attempt, self.backoff_initial, self.backoff_max)
         queue.attempt += 1
-        delay = max(backoff * random.uniform(0.5, 1.0), result.retry_after or 0.0)
+        # Retry-After is the server's floor; the backoff still spreads the sessions out.
+        delay = max(backoff, result.retry_after or 0.0)
         logger.warning(
             "Session %r: could not write %d events (%s); retrying in %.1f s",
             session_id,
@@ -348,7 +379,7 @@ class Writer:
     def _give_up(self, session_id: str, queue: _Queue, batch: list[KernelEvent]) -> bool:
         """Drop the events of a session that ended in marimo and that the mirror still does
         not know ``unknown_give_up`` seconds later: nobody will register it now."""
-        if queue.closed_at is None or time.monotonic() - queue.closed_at < self.unknown_give_up:
+        if queue.closed_at is None or self._clock() - queue.closed_at < self.unknown_give_up:
             return False
         logger.warning(
             "Session %r ended in marimo %g s ago and is still not in the mirror; dropping "
@@ -365,6 +396,7 @@ class Writer:
 # --- the sinks -------------------------------------------------------------------------------
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_AFTER_MAX = 300.0  # seconds: the longest Retry-After the writer honours
 
 
 class HttpSink:
@@ -422,11 +454,27 @@ def _detail(body: bytes) -> str:
     return detail if isinstance(detail, str) else ""
 
 
-def _retry_after(value: str | None) -> float | None:
+def _retry_after(value: str | None, now: float | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for, from now (``time.time()`` unless given).
+
+    Either form of RFC 9110: delta-seconds, or an HTTP date (which a proxy or a load balancer
+    may send). Clamped to [0, ``RETRY_AFTER_MAX``]: a date in the past asks for no wait (the
+    backoff decides), and a far one must not park the session's events for hours. ``None``
+    when there is no header or it reads as neither form: the backoff alone decides.
+    """
+    if not value:
+        return None
+    value = value.strip()
     try:
-        return min(float(value), 300.0) if value else None
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: the backoff decides
+        date = parse_http_date_safe(value)  # the three formats of RFC 9110, GMT
+        if date is None:
+            return None
+        seconds = date - (time.time() if now is None else now)
+    if not math.isfinite(seconds):  # "nan", "inf": not delta-seconds
+        return None
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX)
 
 
 class DirectSink:

@@ -54,7 +54,7 @@ def test_discovery_is_bounded_and_records_a_stop_for_sessions_that_end(
             seen.append(sorted(bridge.followers))
             bridge._reconcile({"s2": "b.py", "s3": "c.py"})  # s1 ended; s3 gets its slot
             seen.append(sorted(bridge.followers))
-            await asyncio.sleep(0.05)  # the writer's task sends s1's stop
+            assert await writer.drain(timeout=10)  # the writer's task sends s1's stop
             seen.append([str(bridge.followed_total)])
         finally:
             await bridge._stop_followers()

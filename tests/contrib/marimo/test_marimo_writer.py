@@ -23,6 +23,8 @@ from kernel_status.contrib.marimo.writer import (
     SendResult,
     Sent,
     Writer,
+    _Queue,
+    _retry_after,
     compact,
     to_wire,
 )
@@ -36,6 +38,7 @@ from kernel_status.events import (
 from kernel_status.mirror.wire import KernelEventBatchSerializer
 from kernel_status.models import CellStatus, KernelProcess, Session
 from tests.mirror import test_invariant as invariant
+from tests.utils import eventually_async
 
 T0 = timezone.now().replace(microsecond=123456)
 
@@ -78,12 +81,6 @@ def writer_for(sink: ScriptedSink, **options: Any) -> Writer:
     return Writer(sink, **options)
 
 
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.005)
-
-
 def test_events_submitted_together_and_during_a_send_go_in_one_batch() -> None:
     async def scenario() -> ScriptedSink:
         sink = ScriptedSink()
@@ -91,14 +88,17 @@ def test_events_submitted_together_and_during_a_send_go_in_one_batch() -> None:
         writer = writer_for(sink)
         writer.submit("s", [cell("a", 1, "queued")])
         writer.submit("s", [cell("b", 2, "queued")])
-        await until(lambda: len(sink.batches) == 1)
+        await eventually_async(lambda: len(sink.batches) == 1, what="the first send")
         assert writer.queued_events == 2  # the batch being sent counts as not written yet
         assert not await writer.drain(timeout=0.05)
         # While that batch is being written, three frames arrive: they wait together.
         for i in range(3):
             writer.submit("s", [cell("a", 3 + i, "running")])
         sink.gate.set()
-        await until(lambda: len(sink.batches) == 2 and writer.queued_events == 0)
+        await eventually_async(
+            lambda: len(sink.batches) == 2 and writer.queued_events == 0,
+            what="both batches written",
+        )
         await writer.aclose()
         return sink
 
@@ -123,9 +123,12 @@ def test_a_failed_batch_is_sent_again_in_front_of_newer_events(
         sink = ScriptedSink(failure, failure)
         writer = writer_for(sink)
         writer.submit("s", [cell("a", 1, "running")])
-        await until(lambda: len(sink.batches) == 1)
+        await eventually_async(lambda: len(sink.batches) == 1, what="the first send")
         writer.submit("s", [cell("a", 2, "idle")])
-        await until(lambda: writer.queued_events == 0 and writer.stats.batches == 1)
+        await eventually_async(
+            lambda: writer.queued_events == 0 and writer.stats.batches == 1,
+            what="the batch written",
+        )
         await writer.aclose()
         return sink
 
@@ -139,18 +142,25 @@ def test_a_failed_batch_is_sent_again_in_front_of_newer_events(
     assert sum(f"could not write 1 events ({failure.detail})" in m for m in caplog.messages) == 1
 
 
-def test_retry_after_is_honoured() -> None:
+@pytest.mark.parametrize(
+    ("retry_after", "backoff", "least", "most"),
+    [
+        (30.0, 0.02, 30.0, 30.0),  # the server asks for longer than the backoff: its wait
+        (0.5, 20.0, 10.0, 20.0),  # a shorter Retry-After does not cut the backoff
+        (None, 20.0, 10.0, 20.0),
+    ],
+)
+def test_retry_after_is_the_least_wait_before_the_next_send(
+    retry_after: float | None, backoff: float, least: float, most: float
+) -> None:
     async def scenario() -> float:
-        sink = ScriptedSink(SendResult(Sent.RETRY, retry_after=0.3, detail="HTTP 503"))
-        writer = writer_for(sink)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        writer.submit("s", [cell("a", 1, "idle")])
-        await until(lambda: writer.stats.batches == 1)
+        writer = writer_for(ScriptedSink(), backoff_initial=backoff, backoff_max=backoff)
+        failed = SendResult(Sent.RETRY, retry_after=retry_after, detail="HTTP 503")
+        delay = writer._after("s", _Queue(), [cell("a", 1, "idle")], failed)
         await writer.aclose()
-        return loop.time() - start
+        return delay
 
-    assert asyncio.run(scenario()) >= 0.3
+    assert least <= asyncio.run(scenario()) <= most
 
 
 def test_an_unknown_session_is_kept_and_tried_again_until_it_is_registered(
@@ -162,10 +172,13 @@ def test_an_unknown_session_is_kept_and_tried_again_until_it_is_registered(
         sink = ScriptedSink(unknown, unknown, unknown, only="late")
         writer = writer_for(sink)
         writer.submit("late", [KernelStarted(at(0)), cell("a", 1, "running")])
-        await until(lambda: len(sink.batches) == 2)
+        await eventually_async(lambda: len(sink.batches) == 2, what="two sends")
         seen = writer.unknown_sessions
         writer.submit("other", [KernelStarted(at(0))])  # other sessions are not held up
-        await until(lambda: writer.stats.batches == 2 and not writer.unknown_sessions)
+        await eventually_async(
+            lambda: writer.stats.batches == 2 and not writer.unknown_sessions,
+            what="both sessions written",
+        )
         await writer.aclose()
         return sink, seen
 
@@ -194,36 +207,52 @@ class NeverRegisteredSink(ScriptedSink):
 def test_an_ended_session_that_stays_unknown_is_given_up_and_a_live_one_is_not(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    async def scenario() -> tuple[list[str], list[str], int, int]:
-        sink = NeverRegisteredSink()
-        writer = writer_for(sink, unknown_retry=0.01, unknown_give_up=0.2)
+    clock = [1000.0]  # the writer's clock: moved by the test, never waited for
+
+    def sends(*session_ids: str) -> int:
+        return sum(sid in session_ids for sid, _ in sink.batches)
+
+    sink = NeverRegisteredSink()
+
+    async def scenario() -> tuple[list[str], list[str]]:
+        writer = writer_for(sink, unknown_retry=0.01, unknown_give_up=600, clock=lambda: clock[0])
         for session_id in ("ended-1", "ended-2", "live"):
             writer.submit(session_id, [KernelStarted(at(0)), cell("a", 1, "idle")])
-        await until(lambda: len(writer.unknown_sessions) == 3)
+        await eventually_async(
+            lambda: len(writer.unknown_sessions) == 3, what="three unknown sessions"
+        )
         for session_id in ("ended-1", "ended-2"):
             writer.submit(session_id, [KernelStopped(at(2), cause="session closed in marimo")])
             writer.session_ended(session_id)
-        await asyncio.sleep(0.1)
-        still_kept = writer.unknown_sessions  # within the bound: kept
-        await until(lambda: sorted(writer._queues) == ["live"])
-        ended_sends = sum(sid != "live" for sid, _ in sink.batches)
-        live_sends = sum(sid == "live" for sid, _ in sink.batches)
-        await asyncio.sleep(0.2)
-        assert sum(sid != "live" for sid, _ in sink.batches) == ended_sends  # no more traffic
+        before = sends("ended-1"), sends("ended-2")
+        # Tried again after the end, but within unknown_give_up: kept.
+        await eventually_async(
+            lambda: sends("ended-1") > before[0] + 1 and sends("ended-2") > before[1] + 1,
+            what="the ended sessions tried again",
+        )
+        still_kept = writer.unknown_sessions
+        clock[0] += 600
+        await eventually_async(
+            lambda: sorted(writer._queues) == ["live"], what="the ended sessions given up"
+        )
+        ended_sends, live_sends = sends("ended-1", "ended-2"), sends("live")
+        # The live session is tried again for ever; the ended ones are not.
+        await eventually_async(
+            lambda: sends("live") >= live_sends + 3, what="the live session tried again"
+        )
+        assert sends("ended-1", "ended-2") == ended_sends
         kept_live = writer.unknown_sessions
-        live_sends_after = sum(sid == "live" for sid, _ in sink.batches)
         assert writer.queued_events == 2
         await writer.aclose()
-        return still_kept, kept_live, live_sends, live_sends_after
+        return still_kept, kept_live
 
     with caplog.at_level(logging.INFO, "kernel_status.contrib.marimo"):
-        still_kept, kept_live, live_sends, live_sends_after = asyncio.run(scenario())
+        still_kept, kept_live = asyncio.run(scenario())
     assert still_kept == ["ended-1", "ended-2", "live"]
     assert kept_live == ["live"]
-    assert live_sends_after > live_sends  # a live session is tried again for ever
     given_up = [m for m in caplog.messages if "dropping" in m]
     assert given_up == [
-        f"Session '{sid}' ended in marimo 0.2 s ago and is still not in the mirror; dropping "
+        f"Session '{sid}' ended in marimo 600 s ago and is still not in the mirror; dropping "
         "its 3 unwritten events"
         for sid in ("ended-1", "ended-2")
     ]
@@ -251,7 +280,7 @@ def test_an_ended_session_is_forgotten_once_written() -> None:
         writer.submit("s", [KernelStopped(at(1), cause="x")])
         writer.session_ended("s")
         queued_while_retrying = writer.queued_events + len(writer._queues)
-        await until(lambda: not writer._queues)
+        await eventually_async(lambda: not writer._queues, what="the ended session forgotten")
         await writer.aclose()
         return queued_while_retrying, len(sink.batches)
 
@@ -264,14 +293,108 @@ def test_a_long_backlog_is_folded() -> None:
         sink.gate = asyncio.Event()
         writer = writer_for(sink, max_queued=10)
         writer.submit("s", [KernelStarted(at(0))])
-        await until(lambda: len(sink.batches) == 1)
+        await eventually_async(lambda: len(sink.batches) == 1, what="the first send")
         writer.submit("s", [cell("a", i, "running" if i % 2 else "idle") for i in range(1, 12)])
         sink.gate.set()
-        await until(lambda: writer.queued_events == 0 and writer.stats.batches == 2)
+        await eventually_async(
+            lambda: writer.queued_events == 0 and writer.stats.batches == 2,
+            what="both batches written",
+        )
         await writer.aclose()
         return sink.batches[1][1]
 
     assert asyncio.run(scenario()) == [cell("a", 11, "running")]
+
+
+async def within_turns(check: Callable[[], bool], turns: int = 100) -> bool:
+    """Whether ``check`` holds within ``turns`` turns of the event loop, no time waited: what
+    an event wakes at once, and a wait that polls on a timer does not."""
+    for _ in range(turns):
+        if check():
+            return True
+        await asyncio.sleep(0)
+    return check()
+
+
+def test_drain_returns_as_soon_as_the_last_batch_is_written() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink()
+        sink.gate = asyncio.Event()
+        writer = writer_for(sink)
+        writer.submit("a", [cell("a", 1, "idle")])
+        writer.submit("b", [cell("b", 1, "idle")])
+        drained = asyncio.create_task(writer.drain(timeout=60))
+        await eventually_async(lambda: len(sink.batches) == 2, what="two sends")
+        assert not await within_turns(drained.done)  # both batches are being sent
+        sink.gate.set()
+        assert await within_turns(drained.done)
+        assert drained.result() is True
+        assert writer.queued_events == 0
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_does_not_wait_for_a_session_the_mirror_does_not_know() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink(SendResult(Sent.UNKNOWN_SESSION), only="late")
+        sink.gate = asyncio.Event()
+        writer = writer_for(sink, unknown_retry=60)
+        writer.submit("late", [cell("a", 1, "idle")])
+        writer.submit("known", [cell("a", 1, "idle")])
+        drained = asyncio.create_task(writer.drain(timeout=60))
+        await eventually_async(lambda: len(sink.batches) == 2, what="two sends")
+        sink.gate.set()
+        assert await within_turns(drained.done)
+        assert drained.result() is True
+        assert writer.unknown_sessions == ["late"]
+        assert writer.queued_events == 1  # kept, for when the platform registers it
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_times_out_while_a_batch_is_not_written() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink()
+        sink.gate = asyncio.Event()  # never opened: the send hangs
+        writer = writer_for(sink)
+        writer.submit("s", [cell("a", 1, "idle")])
+        assert await writer.drain(timeout=0.05) is False
+        assert writer.queued_events == 1
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_stops_waiting_when_the_mirror_refuses_the_bridge() -> None:
+    async def scenario() -> None:
+        sink = ScriptedSink(FatalWriteError("HTTP 401"))
+        sink.gate = asyncio.Event()
+        writer = writer_for(sink)
+        writer.submit("s", [cell("a", 1, "idle")])
+        drained = asyncio.create_task(writer.drain(timeout=60))
+        await eventually_async(lambda: len(sink.batches) == 1, what="the first send")
+        sink.gate.set()
+        assert await within_turns(drained.done)
+        assert drained.result() is False
+        assert writer.queued_events == 1  # the refused batch is kept, not written
+        await writer.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_drain_with_nothing_to_write_returns_at_once() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        writer = writer_for(ScriptedSink())
+        empty = await writer.drain(timeout=0)
+        writer.submit("s", [KernelStopped(at(1), cause="x")])
+        writer.session_ended("s")
+        written = await writer.drain(timeout=60)
+        await writer.aclose()
+        return empty, written
+
+    assert asyncio.run(scenario()) == (True, True)
 
 
 # --- compact ---------------------------------------------------------------------------------
@@ -446,6 +569,17 @@ def test_the_http_sink_posts_the_batch_with_the_token_and_session_header() -> No
         (404, {}, SendResult(Sent.UNKNOWN_SESSION)),
         (503, {"Retry-After": "1"}, SendResult(Sent.RETRY, 1.0, "HTTP 503")),
         (429, {"Retry-After": "7"}, SendResult(Sent.RETRY, 7.0, "HTTP 429")),
+        (
+            503,
+            {"Retry-After": "Fri, 01 Jan 2100 00:00:00 GMT"},
+            SendResult(Sent.RETRY, 300.0, "HTTP 503"),
+        ),
+        (
+            503,
+            {"Retry-After": "Thu, 01 Jan 2015 00:00:00 GMT"},
+            SendResult(Sent.RETRY, 0.0, "HTTP 503"),
+        ),
+        (503, {"Retry-After": "soon"}, SendResult(Sent.RETRY, None, "HTTP 503")),
         (502, {}, SendResult(Sent.RETRY, None, "HTTP 502")),
         (400, {}, SendResult(Sent.DROPPED, None, "HTTP 400: bad")),
     ],
@@ -462,6 +596,42 @@ def test_the_http_sink_reads_the_answer(
             await sink.aclose()
 
     assert asyncio.run(scenario()) == expected
+
+
+# 2015-10-21 07:28:00 UTC, the "now" of the Retry-After cases.
+NOW = 1445412480.0
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        # delta-seconds
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        ("3600", 300.0),  # at most RETRY_AFTER_MAX
+        ("-5", 0.0),
+        # an HTTP date, in each of RFC 9110's three formats
+        ("Wed, 21 Oct 2015 07:30:00 GMT", 120.0),
+        ("Wednesday, 21-Oct-15 07:30:00 GMT", 120.0),
+        ("Wed Oct 21 07:30:00 2015", 120.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # now
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # past: no wait asked
+        ("Thu, 22 Oct 2015 07:28:00 GMT", 300.0),  # a day ahead: at most RETRY_AFTER_MAX
+        # garbage and missing: the backoff alone decides
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+        ("Wed, 32 Oct 2015 07:30:00 GMT", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_retry_after_reads_delta_seconds_and_http_dates(
+    value: str | None, seconds: float | None
+) -> None:
+    assert _retry_after(value, now=NOW) == seconds
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -532,7 +702,7 @@ def test_an_unexpected_sink_error_is_retried(caplog: pytest.LogCaptureFixture) -
         sink = ScriptedSink(RuntimeError("boom"))
         writer = writer_for(sink)
         writer.submit("s", [cell("a", 1, "idle")])
-        await until(lambda: writer.stats.batches == 1)
+        await eventually_async(lambda: writer.stats.batches == 1, what="the batch written")
         await writer.aclose()
         return sink
 
@@ -540,3 +710,20 @@ def test_an_unexpected_sink_error_is_retried(caplog: pytest.LogCaptureFixture) -
         sink = asyncio.run(scenario())
     assert len(sink.batches) == 2
     assert "Session 's': writing failed unexpectedly" in caplog.messages
+
+
+def test_a_long_outage_keeps_retrying_at_the_cap() -> None:
+    """Thousands of failed sends in a row: the delay stays at the cap (2.0 ** 1024 used to
+    raise OverflowError here and end the session's writing task)."""
+
+    async def scenario() -> list[float]:
+        writer = writer_for(ScriptedSink(), backoff_initial=0.5, backoff_max=30.0)
+        queue = _Queue(attempt=5000)
+        batch: list[KernelEvent] = [cell("a", 1, "idle")]
+        delays = [writer._after("s", queue, batch, SendResult(Sent.RETRY)) for _ in range(3)]
+        assert queue.attempt == 5003
+        assert queue.events == batch * 3  # each failed batch is kept for the next try
+        await writer.aclose()
+        return delays
+
+    assert all(15.0 <= delay <= 30.0 for delay in asyncio.run(scenario()))

@@ -124,7 +124,7 @@ class Command(BaseCommand):
                 max_sessions=options["max_sessions"],
                 health_file=options["health_file"],
             )
-            from kernel_status.contrib.marimo.marimo_api import check_base_url
+            from kernel_status.contrib.marimo.client import check_base_url
 
             check_base_url(settings.marimo_url)
         except ValueError as error:
