@@ -31,18 +31,14 @@ from kernel_status.admin import (
     NewGrantInline,
     heartbeat_age,
 )
-from kernel_status.choices import AccessRole, CellRuntimeState, ProcessState, SessionState
+from kernel_status.choices import AccessRole, ProcessState, SessionState
+from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.models import CellStatus, KernelProcess, Session, SessionAccess
 from tests.utils import MakeSession, cells
 
 CHANGELIST_URL = "admin:kernel_status_session_changelist"
 CHANGE_URL = "admin:kernel_status_session_change"
 CELLS_URL = "admin:kernel_status_cellstatus_changelist"
-
-IDLE = CellRuntimeState.IDLE
-QUEUED = CellRuntimeState.QUEUED
-RUNNING = CellRuntimeState.RUNNING
-DISABLED = CellRuntimeState.DISABLED_TRANSITIVELY
 
 
 # --- Reading the rendered pages ---------------------------------------------------------
@@ -154,44 +150,46 @@ SITUATIONS: dict[str, Situation] = {
     "idle-quiet-cells": Situation(
         {
             "cells": [
-                *cells(IDLE, DISABLED),
+                *cells(Cell.IDLE, Cell.DISABLED_TRANSITIVELY),
                 # Stale cells that are not queued or running do not make the kernel busy.
-                *cells(IDLE, DISABLED, stale=True),
+                *cells(Cell.IDLE, Cell.DISABLED_TRANSITIVELY, stale=True),
             ]
         },
         SessionState.IDLE,
         "running",
     ),
     "idle-recent-heartbeat": Situation(
-        {"heartbeat_age": timedelta(seconds=20), "cells": cells(IDLE)},
+        {"heartbeat_age": timedelta(seconds=20), "cells": cells(Cell.IDLE)},
         SessionState.IDLE,
         "running",
     ),
     "busy-queued": Situation(
-        {"cells": cells(IDLE, QUEUED, DISABLED)}, SessionState.RUNNING, "running"
+        {"cells": cells(Cell.IDLE, Cell.QUEUED, Cell.DISABLED_TRANSITIVELY)},
+        SessionState.RUNNING,
+        "running",
     ),
     "busy-running": Situation(
-        {"cells": cells(RUNNING, IDLE), "owner": "editor"},
+        {"cells": cells(Cell.RUNNING, Cell.IDLE), "owner": "editor"},
         SessionState.RUNNING,
         "running",
         owner="editor",
     ),
     "down-stopped": Situation(
-        {"kernel": ProcessState.STOPPED, "cells": cells(RUNNING, QUEUED)},
+        {"kernel": ProcessState.STOPPED, "cells": cells(Cell.RUNNING, Cell.QUEUED)},
         SessionState.STOPPED,
         "stopped",
     ),
     "down-not-started": Situation(
-        {"kernel": ProcessState.NOT_STARTED, "heartbeat_age": None, "cells": cells(QUEUED)},
+        {"kernel": ProcessState.NOT_STARTED, "heartbeat_age": None, "cells": cells(Cell.QUEUED)},
         SessionState.STOPPED,
         "not started",
     ),
     "down-no-kernel-row": Situation(
-        {"kernel": None, "cells": cells(RUNNING)}, SessionState.STOPPED, "not started"
+        {"kernel": None, "cells": cells(Cell.RUNNING)}, SessionState.STOPPED, "not started"
     ),
     # Past the default 60 s liveness window: a running kernel that went silent is stopped.
     "down-silent": Situation(
-        {"heartbeat_age": timedelta(minutes=5), "cells": cells(RUNNING)},
+        {"heartbeat_age": timedelta(minutes=5), "cells": cells(Cell.RUNNING)},
         SessionState.STOPPED,
         "running",
     ),
@@ -416,11 +414,13 @@ def test_changelist_shows_and_sorts_by_last_activity(
 
 
 # Variants of sessions that each filter matches; cycled through to build the datasets.
-FOUR_CELLS = cells(IDLE, DISABLED, IDLE) + cells(DISABLED, stale=True)
+FOUR_CELLS = cells(Cell.IDLE, Cell.DISABLED_TRANSITIVELY, Cell.IDLE) + cells(
+    Cell.DISABLED_TRANSITIVELY, stale=True
+)
 MATCHING: dict[str, list[dict[str, Any]]] = {
     "state=running": [
-        {"cells": [*FOUR_CELLS, *cells(RUNNING)]},
-        {"cells": [*FOUR_CELLS, *cells(QUEUED)]},
+        {"cells": [*FOUR_CELLS, *cells(Cell.RUNNING)]},
+        {"cells": [*FOUR_CELLS, *cells(Cell.QUEUED)]},
     ],
     "state=idle": [{"cells": FOUR_CELLS}, {}],
     "state=stopped": [
@@ -496,7 +496,7 @@ def test_change_page_shows_session_kernel_and_cells(
     # The inline lists the busy cells (queued or running, stale or not) ...
     cell_inline = inline_formset(response, CellStatusInline)
     shown = {form.instance.cell_id: form.instance.status for form in cell_inline.formset.forms}
-    busy = session.cells.filter(status__in=[QUEUED, RUNNING])
+    busy = session.cells.filter(status__in=[Cell.QUEUED, Cell.RUNNING])
     assert shown == dict(busy.values_list("cell_id", "status"))
     rows = page.select("#cells-group tbody tr.has_original")
     assert [
@@ -535,7 +535,10 @@ def test_change_page_counts_cells_by_status(
     admin_client_: Client, make_session: MakeSession
 ) -> None:
     session = make_session(
-        cells=cells(RUNNING, QUEUED) + cells(IDLE) * 5 + cells(IDLE, stale=True) + cells(DISABLED)
+        cells=cells(Cell.RUNNING, Cell.QUEUED)
+        + cells(Cell.IDLE) * 5
+        + cells(Cell.IDLE, stale=True)
+        + cells(Cell.DISABLED_TRANSITIVELY)
     )
 
     response = admin_client_.get(reverse(CHANGE_URL, args=[session.pk]))
@@ -579,9 +582,11 @@ def test_change_page_mirror_fields_kernel_and_cells_are_read_only(
 def test_change_page_query_count_does_not_grow_with_cells_or_grants(
     admin_client_: Client, make_session: MakeSession, users: dict[str, User]
 ) -> None:
-    small = make_session(cells=cells(RUNNING))
+    small = make_session(cells=cells(Cell.RUNNING))
     SessionAccess.objects.filter(session=small).exclude(user=users["viewer"]).delete()
-    large = make_session(cells=cells(RUNNING, QUEUED, DISABLED) + cells(IDLE) * 1997)
+    large = make_session(
+        cells=cells(Cell.RUNNING, Cell.QUEUED, Cell.DISABLED_TRANSITIVELY) + cells(Cell.IDLE) * 1997
+    )
     SessionAccess.objects.bulk_create(
         SessionAccess(
             session=large,
@@ -641,7 +646,7 @@ def test_change_form_edits_adds_and_deletes_grants_only(
         "session_id": "hijacked",
         "notebook": "evil.py",
         "owner": str(users["stranger"].pk),
-        f"{cells_prefix}-0-status": CellRuntimeState.IDLE,
+        f"{cells_prefix}-0-status": Cell.IDLE,
         "kernel-0-state": ProcessState.STOPPED,
         "_save": "Save",
     }
@@ -799,8 +804,8 @@ def test_cell_rows_survive_a_save(admin_client_: Client, situations: dict[str, S
 def test_cell_list_pages_through_one_sessions_cells(
     admin_client_: Client, make_session: MakeSession
 ) -> None:
-    other = make_session("other", cells=cells(RUNNING) * 3)
-    session = make_session("big", cells=cells(RUNNING) + cells(IDLE) * 249)
+    other = make_session("other", cells=cells(Cell.RUNNING) * 3)
+    session = make_session("big", cells=cells(Cell.RUNNING) + cells(Cell.IDLE) * 249)
     url = f"{reverse(CELLS_URL)}?session={session.pk}"
 
     response = admin_client_.get(url)
@@ -822,8 +827,8 @@ def test_cell_list_pages_through_one_sessions_cells(
 def test_cell_list_is_read_only_and_its_queries_do_not_grow(
     admin_client_: Client, make_session: MakeSession
 ) -> None:
-    few = make_session(cells=cells(RUNNING))
-    many = make_session(cells=cells(IDLE) * 60)
+    few = make_session(cells=cells(Cell.RUNNING))
+    many = make_session(cells=cells(Cell.IDLE) * 60)
     admin_client_.get(f"{reverse(CELLS_URL)}?session={few.pk}")  # warm up
 
     small, _ = count_queries(admin_client_, f"{reverse(CELLS_URL)}?session={few.pk}")

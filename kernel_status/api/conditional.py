@@ -20,15 +20,13 @@ def body_etag(body: bytes) -> str:
     return f'"{urlsafe_b64encode(digest).rstrip(b"=").decode()}"'
 
 
-def none_match(if_none_match: str | None, etag: str) -> bool:
-    """Whether ``If-None-Match`` lets the full answer through (RFC 9110 13.1.2).
-
-    False when the header lists ``etag`` (weak comparison, as for GET) or is ``*``.
-    """
+def client_has_current(if_none_match: str | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` says the client has the current answer, so 304 replaces it
+    (RFC 9110 13.1.2): the header lists ``etag`` (weak comparison, as for GET) or is ``*``."""
     if not if_none_match:
-        return True
+        return False
     tags = parse_etags(if_none_match)
     if tags == ["*"]:
-        return False
+        return True
     bare = etag.removeprefix("W/")
-    return all(tag.removeprefix("W/") != bare for tag in tags)
+    return any(tag.removeprefix("W/") == bare for tag in tags)

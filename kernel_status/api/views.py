@@ -24,7 +24,7 @@ from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from kernel_status.api.conditional import body_etag, none_match
+from kernel_status.api.conditional import body_etag, client_has_current
 from kernel_status.api.openapi.operations import events_schema, sessions_schema, status_schema
 from kernel_status.api.pagination import SessionCursorPagination
 from kernel_status.api.parsers import EventBatchParser, check_length
@@ -179,10 +179,10 @@ class KernelStatusView(KernelAPIView[Session]):
         # get_object() checks every permission first: a 304 reveals no more than a 200.
         data = _status_serializer().to_representation(self.get_object())
         etag = body_etag(JSONRenderer().render(data))
-        if none_match(request.headers.get("If-None-Match"), etag):
-            response = Response(data)
-        else:
+        if client_has_current(request.headers.get("If-None-Match"), etag):
             response = Response(status=304)
+        else:
+            response = Response(data)
         # No Vary: the tag depends on the body alone, so a cache that revalidates an answer
         # kept for another session or user can only be told "not modified" when the bytes
         # are the same; leaving it out saves ~45 bytes on every poll.

@@ -43,6 +43,46 @@ def from_epoch(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
+# --- the cell-op rules, written once ---------------------------------------------------------
+# CellNotification, read_cell_op (the fast path) and the wire format's fields
+# (kernel_status.mirror.wire) all decide with these. Each answers None when the value is fine,
+# else the DRF error code of the wire field that refuses it (its message is DRF's).
+
+#: The bounds of an epoch timestamp on the wire (9999-12-31, the end of ``datetime``).
+MIN_EPOCH_SECONDS = 0
+MAX_EPOCH_SECONDS = 253402300799
+
+
+def timestamp_problem(value: object) -> str | None:
+    """A wire timestamp: a JSON number of seconds since the epoch (not a boolean), finite,
+    from ``MIN_EPOCH_SECONDS`` to ``MAX_EPOCH_SECONDS``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "invalid"
+    try:
+        seconds = float(value)  # DRF's FloatField reads every number so
+    except OverflowError:
+        return "overflow"
+    if not math.isfinite(seconds):
+        return "invalid"
+    if seconds < MIN_EPOCH_SECONDS:
+        return "min_value"
+    if seconds > MAX_EPOCH_SECONDS:
+        return "max_value"
+    return None
+
+
+def status_problem(value: object) -> str | None:
+    """A cell's status: one of :class:`CellRuntimeState`'s values, or ``None`` (keep)."""
+    if value is None or (isinstance(value, str) and value in CellRuntimeState.values):
+        return None
+    return "invalid_choice"
+
+
+def stale_inputs_problem(value: object) -> str | None:
+    """A cell's stale flag: JSON ``true`` or ``false``, or ``None`` (keep)."""
+    return None if value is None or isinstance(value, bool) else "invalid"
+
+
 def _check_timestamp(timestamp: datetime) -> None:
     if not isinstance(timestamp, datetime) or timestamp.tzinfo is None:
         raise ValueError(f"timestamp must be an aware datetime, not {timestamp!r}")
@@ -61,9 +101,9 @@ class CellNotification:
         problem = cell_id_problem(self.cell_id)
         if problem is not None:
             raise ValueError(f"cell_id {problem}: {self.cell_id!r}")
-        if self.status is not None and self.status not in CellRuntimeState.values:
+        if status_problem(self.status) is not None:
             raise ValueError(f"status must be one of {CellRuntimeState.values} or None")
-        if self.stale_inputs is not None and not isinstance(self.stale_inputs, bool):
+        if stale_inputs_problem(self.stale_inputs) is not None:
             raise ValueError("stale_inputs must be a bool or None")
         _check_timestamp(self.timestamp)
 
@@ -146,33 +186,30 @@ class ApplyResult:
 
 
 # --- marimo's cell-op data, read without DRF ----------------------------------------------
-
-#: The bounds of an epoch timestamp on the wire (9999-12-31, the end of ``datetime``).
-MIN_EPOCH_SECONDS = 0
-MAX_EPOCH_SECONDS = 253402300799
-
-
 def read_cell_op(
     data: Mapping[str, Any], horizon: datetime | None = None
 ) -> CellNotification | None:
     """The event of a ``cell-op``'s data, or ``None`` if it is not plainly valid.
 
+    One strict reader for the two places that take cell-ops in bulk: the ingestion endpoint's
+    fast path (:mod:`kernel_status.mirror.ingest`) and the marimo bridge. It applies the rules
+    above, as the wire format does, and reads the data into the same event; anything else is
+    ``None``, for the caller to reject or to hand to the serializer, which says why.
+
     ``horizon``: the latest timestamp accepted (the server clock plus
     ``KERNEL_STATUS_MAX_CLOCK_SKEW``), or ``None`` for no limit. Other keys are ignored.
     """
     timestamp = data.get("timestamp")
-    # JSON numbers only (not booleans), finite, within the serializer's bounds.
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float):
+    if timestamp_problem(timestamp) is not None:
         return None
-    if not MIN_EPOCH_SECONDS <= timestamp <= MAX_EPOCH_SECONDS or not math.isfinite(timestamp):
-        return None
+    assert isinstance(timestamp, int | float)  # for the type checker: the rule says a number
     cell_id, status, stale_inputs = (
         data.get("cell_id"),
         data.get("status"),
         data.get("stale_inputs"),
     )
-    # The event checks the cell id's rule, the status's values and the flag's type itself.
-    if not isinstance(cell_id, str) or not (status is None or isinstance(status, str)):
+    # The event applies the cell id's, the status's and the flag's rules itself.
+    if not isinstance(cell_id, str):
         return None
     try:
         # float(): the serializer's FloatField reads every number so.

@@ -26,6 +26,9 @@ from kernel_status.mirror.events import (
     KernelStarted,
     KernelStopped,
     from_epoch,
+    stale_inputs_problem,
+    status_problem,
+    timestamp_problem,
 )
 from kernel_status.validators import (
     EXIT_CAUSE_MAX_LENGTH,
@@ -50,15 +53,23 @@ class PinnedEnumField(serializers.ChoiceField):
 
 
 class CellRuntimeStateField(PinnedEnumField):
-    """A :class:`CellRuntimeState` value (marimo's runtime state of a cell)."""
+    """A :class:`CellRuntimeState` value (marimo's runtime state of a cell), by the rule
+    :func:`~kernel_status.mirror.events.status_problem`."""
 
     choices_class = CellRuntimeState
     enum_component_name = "CellRuntimeStateEnum"
 
+    def to_internal_value(self, data: Any) -> str:
+        problem = status_problem(data)
+        if problem is not None:
+            self.fail(problem, input=data)
+        return str(data)
+
 
 class TimestampField(serializers.FloatField):
-    """Seconds since the epoch (marimo's ``time.time()``). Refuses NaN, infinities, booleans
-    and strings, which a lax float field would read as 1970 or parse."""
+    """Seconds since the epoch (marimo's ``time.time()``), by the rule
+    :func:`~kernel_status.mirror.events.timestamp_problem`: it refuses NaN, infinities,
+    booleans and strings, which a lax float field would read as 1970 or parse."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("min_value", MIN_EPOCH_SECONDS)
@@ -72,18 +83,21 @@ class TimestampField(serializers.FloatField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> float:
-        if isinstance(data, bool) or not isinstance(data, int | float):
-            self.fail("invalid")
-        return super().to_internal_value(data)
+        problem = timestamp_problem(data)
+        if problem is not None:
+            self.fail(problem, min_value=MIN_EPOCH_SECONDS, max_value=MAX_EPOCH_SECONDS)
+        return float(data)
 
 
 class StrictBooleanField(serializers.BooleanField):
-    """JSON ``true``/``false`` only: ``"false"`` or ``0`` is an error, not a guess."""
+    """JSON ``true``/``false`` only: ``"false"`` or ``0`` is an error, not a guess (the rule
+    :func:`~kernel_status.mirror.events.stale_inputs_problem`)."""
 
     def to_internal_value(self, data: Any) -> bool:
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
+        problem = stale_inputs_problem(data)
+        if problem is not None:
+            self.fail(problem, input=data)
+        return bool(data)
 
 
 class EventDataSerializer(serializers.Serializer[Any]):

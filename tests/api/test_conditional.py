@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from kernel_status.api.conditional import body_etag, none_match
+from kernel_status.api.conditional import body_etag, client_has_current
 from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.choices import ProcessState
 from kernel_status.models import CellStatus, Session
@@ -164,17 +164,17 @@ def test_sessions_with_equal_bodies_share_a_tag(
 
 
 @pytest.mark.parametrize(
-    ("header", "passes"),
+    ("header", "current"),
     [
-        (None, True),
-        ("", True),
-        ('"abc"', False),
-        ('W/"abc"', False),
-        ('"x", "abc"', False),
-        ("*", False),
-        ('"abcd"', True),
-        ("garbage", True),
+        (None, False),
+        ("", False),
+        ('"abc"', True),
+        ('W/"abc"', True),
+        ('"x", "abc"', True),
+        ("*", True),
+        ('"abcd"', False),
+        ("garbage", False),
     ],
 )
-def test_none_match(header: str | None, passes: bool) -> None:
-    assert none_match(header, '"abc"') is passes
+def test_client_has_current(header: str | None, current: bool) -> None:
+    assert client_has_current(header, '"abc"') is current

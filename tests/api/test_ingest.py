@@ -62,11 +62,30 @@ def test_same_batch_twice_is_ignored_the_second_time(session: Session, reporter:
     assert stored_cells() == {"a": "running", "b": "idle"}
 
 
-def test_empty_batch_is_fine(session: Session, reporter: APIClient) -> None:
-    assert post(reporter, {"events": []}).json() == {
-        "applied": 0,
-        "ignored_older": 0,
+def mirror_snapshot(session: Session) -> dict[str, Any]:
+    """Every mirrored row of the session, as stored."""
+    return {
+        "session": Session.objects.filter(pk=session.pk).values().get(),
+        "kernel": list(KernelProcess.objects.filter(session=session).values()),
+        "cells": list(CellStatus.objects.filter(session=session).order_by("cell_id").values()),
     }
+
+
+def test_empty_batch_is_fine_and_changes_nothing(session: Session, reporter: APIClient) -> None:
+    started = {"op": "kernel-started", "data": {"timestamp": NOW - 1}}
+    assert post(reporter, {"events": [started, cell_op("a", "running", NOW)]}).status_code == 200
+    before = mirror_snapshot(session)
+    with CaptureQueriesContext(connection) as queries:
+        response = post(reporter, {"events": []})
+    assert response.status_code == 200
+    assert response.json() == {"applied": 0, "ignored_older": 0}
+    assert mirror_snapshot(session) == before
+    writes = [
+        q["sql"]
+        for q in queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+    ]
+    assert writes == []
 
 
 # --- authorization ----------------------------------------------------------------------------

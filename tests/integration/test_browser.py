@@ -42,7 +42,8 @@ from playwright.sync_api import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from kernel_status.choices import CellRuntimeState, ProcessState
+from kernel_status.choices import CellRuntimeState as Cell
+from kernel_status.choices import ProcessState
 from tests.utils import REPO, MakeSession, cells
 
 CHROMIUM = shutil.which("chromium")
@@ -81,11 +82,6 @@ LOCAL_HOSTS = {"127.0.0.1"}
 # has none, so that one 404 (and its console line) is the browser's, not a page's.
 BROWSER_OWN_PATHS = {"/favicon.ico"}
 TRANSPARENT = "rgba(0, 0, 0, 0)"
-
-IDLE = CellRuntimeState.IDLE
-QUEUED = CellRuntimeState.QUEUED
-RUNNING = CellRuntimeState.RUNNING
-DISABLED = CellRuntimeState.DISABLED_TRANSITIVELY
 
 
 def browser_own(url: str) -> bool:
@@ -211,11 +207,14 @@ def sessions(make_session: MakeSession, settings: Any) -> dict[str, str]:
     # Long enough that the fresh heartbeats stay fresh however slowly chromium starts, short
     # enough that a kernel silent for two hours counts as stopped.
     settings.KERNEL_STATUS_LIVENESS_WINDOW = timedelta(hours=1)
-    make_session("nb-running", cells=cells(IDLE, RUNNING, QUEUED))
-    make_session("nb-queued", cells=cells(QUEUED))
-    make_session("nb-idle", cells=[(IDLE, False), (DISABLED, False), (IDLE, True)])
-    make_session("nb-stopped", kernel=ProcessState.STOPPED, cells=cells(IDLE))
-    make_session("nb-silent", heartbeat_age=timedelta(hours=2), cells=cells(RUNNING))
+    make_session("nb-running", cells=cells(Cell.IDLE, Cell.RUNNING, Cell.QUEUED))
+    make_session("nb-queued", cells=cells(Cell.QUEUED))
+    make_session(
+        "nb-idle",
+        cells=[(Cell.IDLE, False), (Cell.DISABLED_TRANSITIVELY, False), (Cell.IDLE, True)],
+    )
+    make_session("nb-stopped", kernel=ProcessState.STOPPED, cells=cells(Cell.IDLE))
+    make_session("nb-silent", heartbeat_age=timedelta(hours=2), cells=cells(Cell.RUNNING))
     make_session("nb-not-started", kernel=None)
     return {
         "nb-running": "running",
