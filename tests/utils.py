@@ -10,13 +10,18 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from bs4 import BeautifulSoup, Tag
+from django.contrib.admin.helpers import InlineAdminFormSet
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
 from django.db.models import Case, Expression, IntegerField, Value, When
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -218,3 +223,90 @@ def _accepts(port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+# --- The admin's pages, as the admin tests read them ------------------------------------------
+
+CHANGELIST_URL = "admin:kernel_status_session_changelist"
+CHANGE_URL = "admin:kernel_status_session_change"
+CELLS_URL = "admin:kernel_status_cellstatus_changelist"
+
+
+def parse(content: bytes) -> BeautifulSoup:
+    return BeautifulSoup(content.decode(), "html.parser")
+
+
+def result_rows(content: bytes) -> list[dict[str, Tag]]:
+    """The rows of the changelist's ``#result_list`` table, as {field name: cell}."""
+    rows = []
+    for tr in parse(content).select("#result_list tbody tr"):
+        cells = {}
+        for cell in tr.find_all(["th", "td"]):
+            names = [name for name in cell.get_attribute_list("class") if name.startswith("field-")]
+            if names:
+                cells[names[0].removeprefix("field-")] = cell
+        rows.append(cells)
+    return rows
+
+
+def text_of(tag: Tag | None) -> str:
+    assert tag is not None
+    return tag.get_text(strip=True)
+
+
+def row_ids(content: bytes) -> set[str]:
+    return {row["session_id"].get_text(strip=True) for row in result_rows(content)}
+
+
+@dataclass
+class Form:
+    """What a browser would submit from one ``<form>``, and each control's type."""
+
+    data: dict[str, str]
+    types: dict[str, str]
+
+
+def session_form(content: bytes) -> Form:
+    form = parse(content).find("form", id="session_form")
+    assert isinstance(form, Tag)
+    data: dict[str, str] = {}
+    types: dict[str, str] = {}
+    for control in form.find_all(["input", "select", "textarea"]):
+        name = control.get("name")
+        if not isinstance(name, str):
+            continue
+        if control.name == "select":
+            types[name] = "select"
+            options = control.find_all("option")
+            chosen = [option for option in options if option.has_attr("selected")] or options[:1]
+            if chosen:
+                data[name] = str(chosen[0].get("value", ""))
+        elif control.name == "textarea":
+            types[name] = "textarea"
+            data[name] = control.get_text()
+        else:
+            kind = types[name] = str(control.get("type", "text"))
+            if kind in {"submit", "button", "reset", "image", "file"}:
+                continue
+            if kind in {"checkbox", "radio"} and not control.has_attr("checked"):
+                continue
+            data[name] = str(control.get("value", "on" if kind == "checkbox" else ""))
+    return Form(data, types)
+
+
+def inline_formset(response: Any, inline_class: type[Any]) -> InlineAdminFormSet:
+    matches = [
+        formset
+        for formset in response.context["inline_admin_formsets"]
+        if type(formset.opts) is inline_class
+    ]
+    assert len(matches) == 1, [type(formset.opts) for formset in matches]
+    return matches[0]  # type: ignore[no-any-return]
+
+
+def count_queries(client: Client, url: str) -> tuple[int, Any]:
+    """The number of queries of one GET (which must succeed), and its response."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(queries.captured_queries), response
