@@ -6,20 +6,6 @@ themselves when they are made (``ValueError``), so a bad one never reaches the d
 
 from __future__ import annotations
 
-# The public API: see "Public and internal modules" in docs/reference.md.
-__all__ = [
-    "EXIT_CAUSE_MAX_LENGTH",
-    "ApplyResult",
-    "CellNotification",
-    "ClockSkewError",
-    "KernelEvent",
-    "KernelHeartbeat",
-    "KernelStarted",
-    "KernelStopped",
-    "from_epoch",
-    "read_cell_op",
-]
-
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

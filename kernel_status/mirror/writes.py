@@ -18,7 +18,6 @@ from django.utils import timezone
 from kernel_status.mirror.batch import BatchState, in_apply_order
 from kernel_status.mirror.events import (
     ApplyResult,
-    ClockSkewError,
     KernelEvent,
     KernelHeartbeat,
     KernelStarted,
@@ -31,20 +30,6 @@ from kernel_status.validators import session_id_problem, validate_session_id
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-
-__all__ = [
-    "ClockSkewError",
-    "SessionOwnerMismatch",
-    "UnknownSession",
-    "apply_events",
-    "close_session",
-    "delete_session",
-    "kernel_heartbeat",
-    "kernel_started",
-    "kernel_stopped",
-    "register_session",
-    "reset_session",
-]
 
 CLOSED_CAUSE = "session closed"
 
