@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
     from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.backends.ddl_references import Statement
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
@@ -167,15 +168,19 @@ class BusyCellsIndex(models.Index):
         return "kernel_status.models.BusyCellsIndex", (), {"name": self.name}
 
     def create_sql(
-        self, model: type[models.Model], schema_editor: BaseDatabaseSchemaEditor, **kwargs: Any
-    ) -> Any:
+        self,
+        model: type[models.Model],
+        schema_editor: BaseDatabaseSchemaEditor,
+        using: str = "",
+        **kwargs: Any,
+    ) -> Statement:
         if schema_editor.connection.features.supports_partial_indexes:
             index = models.Index(
                 fields=["session"], condition=Q(status__in=BUSY_CELL_STATES), name=self.name
             )
         else:
             index = models.Index(fields=["session", "status"], name=self.name)
-        return index.create_sql(model, schema_editor, **kwargs)
+        return index.create_sql(model, schema_editor, using, **kwargs)
 
 
 class CellStatus(models.Model):

@@ -497,7 +497,7 @@ def test_example_project_bounds_every_wait_on_mysql() -> None:
 @pytest.mark.django_db
 def test_each_connection_gets_the_statement_and_lock_timeouts() -> None:
     with connection.cursor() as cursor:
-        if connection.mysql_is_mariadb:  # type: ignore[attr-defined]
+        if connection.mysql_is_mariadb:
             cursor.execute("SELECT @@max_statement_time, @@innodb_lock_wait_timeout")
             assert cursor.fetchone() == (5.0, 5)
         else:
