@@ -15,7 +15,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db import connections, router
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Collate
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -42,6 +44,17 @@ else:
     KernelInline = admin.StackedInline
     CellInline = AccessInline = admin.TabularInline
     AccessForm = forms.ModelForm
+
+
+def _binary_ids(model: type[Session]) -> bool:
+    """MariaDB and MySQL store ids in a binary collation (migration 0006), with which LIKE is
+    case-sensitive; the admin's search should not be, so it searches a case-insensitive
+    view of the id there."""
+    return connections[router.db_for_read(model)].vendor == "mysql"
+
+
+def any_case(expression: F) -> Collate:
+    return Collate(expression, "utf8mb4_unicode_ci")
 
 
 class DerivedStateFilter(admin.SimpleListFilter):
@@ -256,10 +269,14 @@ class SessionAdmin(ModelAdmin):
 
     def get_search_fields(self, request: HttpRequest) -> list[str]:
         # Works with custom user models whatever their username field is called.
-        return ["session_id", f"owner__{get_user_model().USERNAME_FIELD}"]
+        session_id = "session_id_any_case" if _binary_ids(Session) else "session_id"
+        return [session_id, f"owner__{get_user_model().USERNAME_FIELD}"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
-        return super().get_queryset(request).with_state()  # type: ignore[attr-defined,no-any-return]
+        queryset: QuerySet[Session] = super().get_queryset(request).with_state()  # type: ignore[attr-defined]
+        if _binary_ids(Session):
+            queryset = queryset.alias(session_id_any_case=any_case(F("session_id")))
+        return queryset
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are registered by the platform

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # The public API: see "Public and internal modules" in docs/reference.md.
 __all__ = [
+    "SUPPORTED_DATABASE_VENDORS",
+    "check_database_vendors",
     "check_settings",
     "check_sqlite_transaction_mode",
 ]
@@ -15,6 +17,8 @@ from typing import Any
 from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.db import connections, router
+from django.db.utils import ConnectionHandler
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -30,6 +34,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_use_tz(),
         *_check_max_clock_skew(),
         *check_sqlite_transaction_mode(settings.DATABASES),
+        *check_database_vendors(),
         *_check_token_authentication(),
         *_check_throttle_rates(),
     ]
@@ -112,6 +117,46 @@ def check_sqlite_transaction_mode(databases: Mapping[str, Any]) -> list[CheckMes
         if database.get("ENGINE") == "django.db.backends.sqlite3"
         and database.get("OPTIONS", {}).get("transaction_mode") != "IMMEDIATE"
     ]
+
+
+# The backends whose set-based statements kernel_status.mirror.statements writes: by
+# connection.vendor (Django's built-in sqlite3, postgresql and mysql backends, and
+# third-party ones built on them).
+SUPPORTED_DATABASE_VENDORS = {
+    "sqlite": "SQLite",
+    "postgresql": "PostgreSQL",
+    "mysql": "MariaDB (10.6+) or MySQL (8.0+)",
+}
+
+
+def check_database_vendors(handler: ConnectionHandler | None = None) -> list[CheckMessage]:
+    """A database that holds the mirror on a backend without our statements: refused here,
+    not at the first POST /api/kernel/events (a 500)."""
+    handler = connections if handler is None else handler
+    cell_status = apps.get_model("kernel_status", "CellStatus")
+    errors: list[CheckMessage] = []
+    for alias in handler:
+        if not router.allow_migrate_model(alias, cell_status):
+            continue
+        # The backend class's attribute: no connection is opened.
+        connection = handler[alias]
+        vendor = connection.vendor
+        if vendor in SUPPORTED_DATABASE_VENDORS:
+            continue
+        engine = connection.settings_dict.get("ENGINE", "")
+        errors.append(
+            Error(
+                f"Database {alias!r} ({engine}, vendor {vendor!r}) is not supported by "
+                "kernel_status: its ingestion needs per-field ordering upserts written for "
+                f"each backend, and {vendor!r} has none.",
+                hint="Supported: "
+                + ", ".join(SUPPORTED_DATABASE_VENDORS.values())
+                + ", through Django's built-in backends. Route kernel_status's models to one "
+                "of these with a database router, or use one for the default database.",
+                id="kernel_status.E010",
+            )
+        )
+    return errors
 
 
 def _check_use_tz() -> list[CheckMessage]:

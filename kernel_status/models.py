@@ -17,7 +17,7 @@ __all__ = [
     "SessionQuerySet",
 ]
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+    from django.db.backends.ddl_references import Statement
 
 
 class SessionQuerySet(models.QuerySet["Session"]):
@@ -148,6 +150,39 @@ class KernelProcess(models.Model):
         return f"{self.session.session_id} ({self.get_state_display()})"
 
 
+class BusyCellsIndex(models.Index):
+    """``kernel_status_busy_cells``: where "is any cell of this session busy?" is answered.
+
+    Partial (only busy cells, on ``session``) where the database has partial indexes:
+    PostgreSQL and SQLite. MariaDB and MySQL have none (Django would drop the condition and
+    leave an index on ``session`` alone, through which the probe reads every cell of the
+    session), so there it is on ``(session, status)``: the probe reads the index range of the
+    busy statuses only. One index, chosen when it is created, so that the migrations' state is
+    the same on every database.
+    """
+
+    def __init__(self, *, name: str = "kernel_status_busy_cells") -> None:
+        super().__init__(fields=["session"], name=name)
+
+    def deconstruct(self) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
+        return "kernel_status.models.BusyCellsIndex", (), {"name": self.name}
+
+    def create_sql(
+        self,
+        model: type[models.Model],
+        schema_editor: BaseDatabaseSchemaEditor,
+        using: str = "",
+        **kwargs: Any,
+    ) -> Statement:
+        if schema_editor.connection.features.supports_partial_indexes:
+            index = models.Index(
+                fields=["session"], condition=Q(status__in=BUSY_CELL_STATES), name=self.name
+            )
+        else:
+            index = models.Index(fields=["session", "status"], name=self.name)
+        return index.create_sql(model, schema_editor, using, **kwargs)
+
+
 class CellStatus(models.Model):
     """The latest execution status of one cell of a session."""
 
@@ -192,14 +227,10 @@ class CellStatus(models.Model):
             ),
         ]
         indexes = [
-            # Partial: holds only busy cells, so "is any cell busy?" is one small index probe
-            # however many idle cells the session has. Stale cells count: marimo queues a
-            # stale cell first and clears its flag afterwards.
-            models.Index(
-                fields=["session"],
-                condition=Q(status__in=BUSY_CELL_STATES),
-                name="kernel_status_busy_cells",
-            ),
+            # Holds only busy cells (or, on MySQL, sorts them together), so "is any cell
+            # busy?" is one small index probe however many idle cells the session has. Stale
+            # cells count: marimo queues a stale cell first and clears its flag afterwards.
+            BusyCellsIndex(),
         ]
 
     def __str__(self) -> str:

@@ -1,7 +1,8 @@
 """Settings of the example host project.
 
-SQLite by default; PostgreSQL (or any database dj-database-url understands) when
-``DATABASE_URL`` is set, for example ``postgres://postgres@127.0.0.1:5432/kernel_status``.
+SQLite by default; PostgreSQL, MariaDB or MySQL when ``DATABASE_URL`` is set, for example
+``postgres://postgres@127.0.0.1:5432/kernel_status`` or
+``mysql://root@127.0.0.1:3306/kernel_status``.
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ DATABASES = {
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}", conn_max_age=60, conn_health_checks=True
     ),
 }
-# Bounds on waiting for PostgreSQL, so that a stuck database gives a 503 with Retry-After
-# instead of hanging the workers: seconds to connect, milliseconds per statement (lock waits
-# included). The endpoints' queries take milliseconds.
+# Bounds on waiting for PostgreSQL, MariaDB and MySQL, so that a stuck database gives a 503
+# with Retry-After instead of hanging the workers: seconds to connect, milliseconds per
+# statement (lock waits included). The endpoints' queries take milliseconds.
 DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5"))
 DATABASE_STATEMENT_TIMEOUT = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "5000"))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
@@ -86,6 +87,26 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         connect_timeout=DATABASE_CONNECT_TIMEOUT,
         options=f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT}",
     )
+if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
+    # utf8mb4, not Django's default "utf8" (utf8mb3, which cannot store every character);
+    # READ COMMITTED, as Django recommends for MySQL (fewer gap locks and deadlocks than
+    # REPEATABLE READ). Lock waits end after the statement timeout (whole seconds, at least
+    # 1); the statement timeout itself is set per connection by project.mysql, since MariaDB
+    # and MySQL name it differently.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        charset="utf8mb4",
+        isolation_level="read committed",
+        connect_timeout=DATABASE_CONNECT_TIMEOUT,
+        init_command=(
+            "SET SESSION innodb_lock_wait_timeout = "
+            f"{max(1, -(-DATABASE_STATEMENT_TIMEOUT // 1000))}"
+        ),
+    )
+    # The test database too: pytest-django creates it with these.
+    DATABASES["default"].setdefault("TEST", {}).update(
+        CHARSET="utf8mb4", COLLATION="utf8mb4_unicode_ci"
+    )
+    import project.mysql  # noqa: F401 - connects the statement-timeout receiver
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Writers take SQLite's write lock when their transaction begins, so concurrent kernel
     # hosts queue up instead of failing with "database is locked" halfway through a batch.

@@ -7,11 +7,16 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db.utils import ConnectionHandler
 from django.test import override_settings
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.throttling import SimpleRateThrottle
 
-from kernel_status.checks import check_settings, check_sqlite_transaction_mode
+from kernel_status.checks import (
+    check_database_vendors,
+    check_settings,
+    check_sqlite_transaction_mode,
+)
 from kernel_status.throttle_rates import DEFAULT_RATES, FAILED_AUTH_SCOPE, STATUS_SCOPE, parse_rate
 
 
@@ -200,3 +205,50 @@ def test_a_rate_drf_cannot_parse_is_refused(rate: str) -> None:
         drf_parse_rate(rate)
     with pytest.raises(ValueError, match=r"^a rate is"):
         parse_rate(rate)
+
+
+def test_a_database_backend_without_our_statements_is_e010() -> None:
+    # Django's dummy backend stands in for Oracle or a third-party backend: vendor "unknown".
+    handler = ConnectionHandler(
+        {
+            "default": settings.DATABASES["default"],
+            "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"},
+            "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
+            "maria": {"ENGINE": "django.db.backends.mysql", "NAME": "x"},
+            "other": {"ENGINE": "django.db.backends.dummy"},
+        }
+    )
+    errors = check_database_vendors(handler)
+    assert [error.id for error in errors] == ["kernel_status.E010"]
+    assert "'other'" in errors[0].msg
+    assert "django.db.backends.dummy" in errors[0].msg
+    assert errors[0].hint is not None
+    assert "PostgreSQL" in errors[0].hint
+    assert "MariaDB (10.6+) or MySQL (8.0+)" in errors[0].hint
+    # Checking opened no connection.
+    assert all(handler[alias].connection is None for alias in handler)
+
+
+def test_a_database_the_router_keeps_the_mirror_out_of_is_not_e010() -> None:
+    handler = ConnectionHandler(
+        {"default": settings.DATABASES["default"], "other": {"ENGINE": "django.db.backends.dummy"}}
+    )
+
+    class MirrorElsewhere:
+        def allow_migrate(self, db: str, app_label: str, **hints: object) -> bool | None:
+            return db != "other" if app_label == "kernel_status" else None
+
+    with override_settings(DATABASE_ROUTERS=[MirrorElsewhere()]):
+        assert check_database_vendors(handler) == []
+
+
+def test_e010_runs_with_manage_py_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    import kernel_status.checks
+
+    handler = ConnectionHandler({"default": {"ENGINE": "django.db.backends.dummy"}})
+    monkeypatch.setattr(kernel_status.checks, "connections", handler)
+    with pytest.raises(SystemCheckError, match=r"kernel_status\.E010"):
+        call_command("check")

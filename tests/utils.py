@@ -159,9 +159,10 @@ def database_url() -> str:
     if settings["ENGINE"] == "django.db.backends.sqlite3":
         return f"sqlite:///{settings['NAME']}"
     password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
+    scheme, port = ("mysql", 3306) if connection.vendor == "mysql" else ("postgres", 5432)
     return (
-        f"postgres://{settings['USER']}{password}@{settings['HOST'] or '127.0.0.1'}:"
-        f"{settings['PORT'] or 5432}/{settings['NAME']}"
+        f"{scheme}://{settings['USER']}{password}@{settings['HOST'] or '127.0.0.1'}:"
+        f"{settings['PORT'] or port}/{settings['NAME']}"
     )
 
 

@@ -5,7 +5,9 @@ running them.
 
 Django's ``bulk_create`` splits batches on SQLite (999 parameters per statement) and ``__in``
 lists grow with the batch, so on SQLite and PostgreSQL the whole batch travels as a single
-JSON parameter instead. Other databases fall back to the ORM.
+JSON parameter instead. MariaDB and MySQL take plain parameter lists (their limit, 65,535
+parameters, is far above a batch's). Other databases fall back to the ORM; the system check
+``kernel_status.E010`` refuses them.
 
 The upsert applies the mirror's ordering per field in SQL (see
 :mod:`kernel_status.mirror.ordering`): should a writer ever bypass the session lock, it still
@@ -73,12 +75,19 @@ def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> di
     """The stored rows of these cells of one session, by cell id (one query)."""
     connection = connections[using]
     table = connection.ops.quote_name(CellStatus._meta.db_table)
-    ids = json.dumps(list(cell_ids))
+    params: list[Any] = [session_pk, json.dumps(list(cell_ids))]
     if connection.vendor == "postgresql":
         where = "cell_id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
     elif connection.vendor == "sqlite":
         where = "cell_id IN (SELECT value FROM json_each(%s))"
-    else:  # pragma: no cover - only SQLite and PostgreSQL are tested
+    elif connection.vendor == "mysql":
+        # A plain IN list: JSON_TABLE's strings would have to name the column's collation,
+        # which differs between MariaDB and MySQL (see migration 0006).
+        if not cell_ids:
+            return {}
+        params = [session_pk, *cell_ids]
+        where = f"cell_id IN ({', '.join(['%s'] * len(cell_ids))})"
+    else:  # pragma: no cover - refused by the system check kernel_status.E010
         queryset = CellStatus.objects.using(using).filter(
             session_id=session_pk, cell_id__in=list(cell_ids)
         )
@@ -86,11 +95,12 @@ def fetch_cells(session_pk: int, cell_ids: Collection[str], *, using: str) -> di
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {', '.join(CELL_COLUMNS)} FROM {table} WHERE session_id = %s AND {where}",
-            [session_pk, ids],
+            params,
         )
         rows = cursor.fetchall()
-    if connection.vendor == "sqlite":
-        # SQLite hands back naive datetimes (Django's own converter) in the database's zone.
+    if connection.vendor in ("sqlite", "mysql"):
+        # SQLite (Django's own converter) and MySQLdb hand back naive datetimes in the
+        # database's zone; MySQLdb gives the boolean as an integer.
         zone = connection.timezone
         return {
             r[0]: CellRow(
@@ -123,7 +133,9 @@ def advance_last_activity(session_pk: int, at: datetime, *, using: str) -> None:
 def reset_cells(session_pk: int, at: datetime, *, using: str) -> None:
     """A kernel start at ``at``: every field of the session's cells set before it is reset.
 
-    One statement; see :func:`kernel_status.mirror.batch.reset_cell` for the rule.
+    One statement; see :func:`kernel_status.mirror.batch.reset_cell` for the rule. MySQL
+    assigns left to right, each assignment seeing the ones before: every condition reads only
+    timestamps, and each timestamp is assigned after its value, so all read stored values.
     """
     status_old = Q(status_at__isnull=True) | Q(status_at__lt=at)
     stale_old = Q(stale_at__isnull=True) | Q(stale_at__lt=at)
@@ -147,7 +159,10 @@ def _rank_sql(column: str) -> str:
 
 def _newer_sql(table: str, excluded: str, field: str, tie: str) -> str:
     """SQL: the incoming value of ``field`` replaces the stored one (ordering.is_newer)."""
-    new_at, old_at = f"{excluded}.{field}_at", f"{table}.{field}_at"
+    return _newer_at_sql(f"{excluded}.{field}_at", f"{table}.{field}_at", tie)
+
+
+def _newer_at_sql(new_at: str, old_at: str, tie: str) -> str:
     return (
         f"({new_at} IS NOT NULL AND ({old_at} IS NULL OR {new_at} > {old_at} "
         f"OR ({new_at} = {old_at} AND {tie})))"
@@ -174,6 +189,40 @@ def _on_conflict_sql(table: str, excluded: str, greatest: str) -> str:
             notified_at = {greatest}({table}.notified_at, {excluded}.notified_at)
         WHERE {status_newer} OR {stale_newer}
             OR {excluded}.notified_at > {table}.notified_at
+    """
+
+
+def _on_duplicate_key_sql() -> str:
+    """MySQL's upsert clause: the same rule as :func:`_on_conflict_sql`.
+
+    MySQL and MariaDB apply the assignments left to right, and each one sees the new values of
+    those before it. So each value is assigned before its timestamp, while its condition still
+    reads the stored timestamp; the timestamp's own condition reads only the timestamp: it
+    moves forward whenever the value was replaced (and, in a tie, stays equal). ``VALUES()``
+    names the incoming row on both servers (MySQL 8.0.20+ deprecates it for a row alias, which
+    MariaDB lacks).
+    """
+    status_newer = _newer_at_sql(
+        "VALUES(status_at)",
+        "status_at",
+        f"{_rank_sql('VALUES(status)')} > {_rank_sql('status')}",
+    )
+    stale_newer = _newer_at_sql("VALUES(stale_at)", "stale_at", "VALUES(stale) < stale")
+
+    def forward(column: str) -> str:
+        new = f"VALUES({column})"
+        return (
+            f"{column} = IF({new} IS NOT NULL AND ({column} IS NULL OR {new} > {column}), "
+            f"{new}, {column})"
+        )
+
+    return f"""
+        ON DUPLICATE KEY UPDATE
+            status = IF({status_newer}, VALUES(status), status),
+            {forward("status_at")},
+            stale = IF({stale_newer}, VALUES(stale), stale),
+            {forward("stale_at")},
+            notified_at = GREATEST(notified_at, VALUES(notified_at))
     """
 
 
@@ -235,7 +284,27 @@ def upsert_cells(session_pk: int, cells: Iterable[CellRow], *, using: str) -> No
             FROM json_each(%s) WHERE true
             {_on_conflict_sql(table, "excluded", "max")}
         """
-    else:  # pragma: no cover - only SQLite and PostgreSQL are tested
+    elif connection.vendor == "mysql":
+        adapt = connection.ops.adapt_datetimefield_value
+        params: list[Any] = []
+        for r in rows:
+            params += [
+                session_pk,
+                r.cell_id,
+                r.status,
+                adapt(r.status_at),
+                r.stale,
+                adapt(r.stale_at),
+                adapt(r.notified_at),
+            ]
+        values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {values} {_on_duplicate_key_sql()}",
+                params,
+            )
+        return
+    else:  # pragma: no cover - refused by the system check kernel_status.E010
         CellStatus.objects.using(using).bulk_create(
             [
                 CellStatus(session_id=session_pk, **{n: getattr(r, n) for n in CELL_COLUMNS})

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from kernel_status.mirror.batch import BatchState, in_apply_order
@@ -64,7 +64,16 @@ def register_session(session_id: str, *, owner: AbstractBaseUser, notebook: str)
     with transaction.atomic(using=using):
         # Insert-or-nothing first, so two registrations of a new id cannot both insert; the
         # row then exists and the lock below orders them.
-        Session.objects.using(using).bulk_create([new], ignore_conflicts=True)
+        if connections[using].vendor == "mysql":
+            # InnoDB: INSERT IGNORE share-locks an existing row, and two registrations that
+            # both hold it deadlock on the FOR UPDATE below. A no-op ON DUPLICATE KEY UPDATE
+            # takes the exclusive lock at once (session_id is compared byte for byte, so it
+            # writes back the same value).
+            Session.objects.using(using).bulk_create(
+                [new], update_conflicts=True, update_fields=["session_id"]
+            )
+        else:
+            Session.objects.using(using).bulk_create([new], ignore_conflicts=True)
         session = Session.objects.using(using).select_for_update().get(session_id=session_id)
         if session.owner_id != owner.pk:
             raise SessionOwnerMismatch(f"Session {session_id!r} belongs to another owner.")

@@ -24,7 +24,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kernel_status.models import Session
-from tests.utils import EVENTS_URL, REPO, SESSION_ID, get_status, gunicorn_server
+from tests.utils import EVENTS_URL, REPO, SESSION_ID, free_port, get_status, gunicorn_server
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL: locks, timeouts, backends"
@@ -463,3 +463,127 @@ def test_behind_a_proxy_each_client_has_its_own_failure_budget(
         # Another client behind the same proxy, with a token never used before.
         assert status(reporter_token, "203.0.113.6") == 200
     cache.clear()
+
+
+# --- MariaDB and MySQL -----------------------------------------------------------------------
+
+on_mysql = pytest.mark.skipif(connection.vendor != "mysql", reason="needs MariaDB or MySQL")
+
+
+def test_example_project_bounds_every_wait_on_mysql() -> None:
+    code = (
+        "import json, project.settings as s, django.db.backends.signals as g; "
+        "print(json.dumps([s.DATABASES['default'], "
+        "[r[1]() is not None for r in g.connection_created.receivers]]))"
+    )
+    env = {**os.environ, "DATABASE_URL": "mysql://u@db:3306/app", "PYTHONPATH": str(REPO)}
+    database, receivers = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, check=True
+        ).stdout
+    )
+    assert database["OPTIONS"] == {
+        "charset": "utf8mb4",
+        "isolation_level": "read committed",
+        "connect_timeout": 5,
+        "init_command": "SET SESSION innodb_lock_wait_timeout = 5",
+    }
+    assert database["TEST"] == {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    # project.mysql's receiver, which sets the statement timeout per connection.
+    assert receivers == [True]
+
+
+@on_mysql
+@pytest.mark.django_db
+def test_each_connection_gets_the_statement_and_lock_timeouts() -> None:
+    with connection.cursor() as cursor:
+        if connection.mysql_is_mariadb:
+            cursor.execute("SELECT @@max_statement_time, @@innodb_lock_wait_timeout")
+            assert cursor.fetchone() == (5.0, 5)
+        else:
+            cursor.execute("SELECT @@max_execution_time, @@innodb_lock_wait_timeout")
+            assert cursor.fetchone() == (5000, 5)
+        cursor.execute("SELECT @@character_set_connection")
+        assert cursor.fetchone() == ("utf8mb4",)
+
+
+@on_mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_connection_is_a_503_on_mysql(reporter_token: str) -> None:
+    # Nothing listens on the port: MySQLdb's "Can't connect" (2002), Django's OperationalError.
+    refused = f"mysql://root@127.0.0.1:{free_port()}/{connection.settings_dict['NAME']}"
+    with gunicorn_server(env={"DATABASE_URL": refused, "DATABASE_CONNECT_TIMEOUT": "2"}) as url:
+        for method, path, body in [
+            ("GET", "/api/kernel/status", None),
+            ("POST", EVENTS_URL, b'{"events": []}'),
+        ]:
+            status, headers, content = request(
+                url,
+                method,
+                path,
+                headers={**auth(reporter_token), "Content-Type": "application/json"},
+                body=body,
+            )
+            assert status == 503, content
+            assert headers["Retry-After"] == "1"
+            assert json.loads(content) == {"detail": "The database is busy; retry shortly."}
+
+
+@on_mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_wait_timeout_is_a_503_and_reads_do_not_wait_on_mysql(
+    reporter_token: str, users: dict[str, User]
+) -> None:
+    mysqldb = pytest.importorskip("MySQLdb")
+    settings_dict = connection.settings_dict
+    other = mysqldb.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=int(settings_dict["PORT"] or 3306),
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"] or "",
+        database=settings_dict["NAME"],
+    )
+    try:
+        # DATABASE_STATEMENT_TIMEOUT=1000: innodb_lock_wait_timeout = 1 second.
+        with gunicorn_server(env={"DATABASE_STATEMENT_TIMEOUT": "1000"}) as url:
+            headers = {**auth(reporter_token), "Content-Type": "application/json"}
+            cursor = other.cursor()
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "SELECT id FROM kernel_status_session WHERE session_id = %s FOR UPDATE",
+                [SESSION_ID],
+            )
+            body = json.dumps(
+                {"events": [{"op": "kernel-started", "data": {"timestamp": time.time()}}]}
+            ).encode()
+            status, response_headers, content = request(
+                url,
+                "POST",
+                EVENTS_URL,
+                headers={**headers, "Marimo-Session-Id": SESSION_ID},
+                body=body,
+            )
+            assert status == 503, content
+            assert response_headers["Retry-After"] == "1"
+            assert json.loads(content) == {"detail": "The database is busy; retry shortly."}
+            # READ COMMITTED: a read takes no lock, so it does not wait for the writer.
+            owner_token = Token.objects.get_or_create(user=users["owner"])[0].key
+            status, _, content = request(
+                url,
+                "GET",
+                "/api/kernel/status",
+                headers={**auth(owner_token), "Marimo-Session-Id": SESSION_ID},
+            )
+            assert status == 200, content
+            other.rollback()
+            status, _, content = request(
+                url,
+                "POST",
+                EVENTS_URL,
+                headers={**headers, "Marimo-Session-Id": SESSION_ID},
+                body=body,
+            )
+            assert status == 200, content
+    finally:
+        other.close()
+    assert Session.objects.get(session_id=SESSION_ID).kernel.state == "running"
