@@ -7,12 +7,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import pytest
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
 from django.db.models import Case, Expression, IntegerField, Value, When
@@ -191,6 +192,45 @@ def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+def run(
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 600,
+    merge_stderr: bool = False,
+) -> str:
+    """Run a command and return its standard output (with its standard error interleaved if
+    ``merge_stderr``). Fails the test, showing both, if it exits non-zero or times out."""
+    command = " ".join(map(str, args))
+    partial = ""
+    result: subprocess.CompletedProcess[str] | None
+    try:
+        result = subprocess.run(
+            [str(arg) for arg in args],
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        # The partial output is bytes here, whatever `text` says.
+        partial = error.output.decode(errors="replace") if error.output else ""
+        result = None
+    if result is None:  # outside the except clause, so the failure shows no chained traceback
+        pytest.fail(f"`{command}` timed out after {timeout:g} s:\n{partial}", pytrace=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"`{command}` exited {result.returncode}:\n{result.stdout}\n{result.stderr or ''}",
+            pytrace=False,
+        )
+    return result.stdout
 
 
 def _accepts(port: int) -> bool:

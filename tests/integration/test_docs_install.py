@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from tests.utils import REPO, free_port
+from tests.utils import REPO, free_port, run
 
 DOCS = REPO / "docs"
 
@@ -68,24 +68,6 @@ def console_commands(block: Block) -> list[tuple[str, list[str]]]:
     return commands
 
 
-def run(*args: str | Path, cwd: Path, env: dict[str, str], stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [str(arg) for arg in args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    command = " ".join(map(str, args))
-    assert result.returncode == 0, (
-        f"`{command}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    )
-    return result.stdout + result.stderr
-
-
 def get(url: str, token: str | None = None, **headers: str) -> tuple[int, dict[str, str], Any]:
     if token is not None:
         headers["Authorization"] = f"Token {token}"
@@ -110,7 +92,7 @@ def manage(host_root: Path, env: dict[str, str], command: str) -> str:
     """A documented ``python manage.py ...`` line, run with this interpreter."""
     argv = shlex.split(command)
     assert argv[:2] == ["python", "manage.py"], command
-    return run(sys.executable, *argv[1:], cwd=host_root, env=env)
+    return run(sys.executable, *argv[1:], cwd=host_root, env=env, merge_stderr=True)
 
 
 @pytest.fixture(scope="module")
