@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import runpy
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +20,9 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import connection
 from django.db.models import Case, Expression, IntegerField, Value, When
 from django.utils import timezone
+from markdown_it.renderer import RendererHTML
+from myst_parser.config.main import MdParserConfig
+from myst_parser.parsers.mdit import create_md_parser
 from rest_framework.test import APIClient
 
 from kernel_status.access import AccessPolicy
@@ -31,6 +36,44 @@ STATUS_URL = "/api/kernel/status"
 EVENTS_URL = "/api/kernel/events"
 # The session that the `session` fixture registers.
 SESSION_ID = "s1"
+# MyST's directives whose argument names the language of the code they hold.
+_CODE_DIRECTIVES = {"{code-block}", "{code}", "{code-cell}", "{sourcecode}"}
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced code block of a Markdown page."""
+
+    path: Path
+    line: int  # the 1-based line of the opening fence
+    language: str
+    text: str  # without the fence's indentation, as Sphinx renders it
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0]
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(REPO)}:{self.line}"
+
+
+def code_blocks(path: Path) -> list[CodeBlock]:
+    """Every fenced code block of the page, in order, found as ``make docs`` finds them: with
+    MyST's parser and the extensions that docs/conf.py enables (``:::`` fences), so blocks
+    indented inside list items count too."""
+    extensions = runpy.run_path(str(REPO / "docs" / "conf.py"))["myst_enable_extensions"]
+    parser = create_md_parser(MdParserConfig(enable_extensions=set(extensions)), RendererHTML)
+    blocks = []
+    for token in parser.parse(path.read_text()):
+        if token.type not in {"fence", "colon_fence"} or token.map is None:
+            continue
+        words = token.info.split()
+        language = words[0] if words else ""
+        if language in _CODE_DIRECTIVES:
+            language = words[1] if len(words) > 1 else ""
+        blocks.append(CodeBlock(path, token.map[0] + 1, language, token.content))
+    return blocks
 
 
 class MakeSession(Protocol):
