@@ -172,7 +172,7 @@ soak: install
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml
 
-# After an API change: the schema, then both generated clients (see clients/README.md).
+# After an API change: the schema, then both generated clients (see docs/clients.md).
 clients: schema
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
 	rm -rf clients/python

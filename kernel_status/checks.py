@@ -140,6 +140,8 @@ def check_database_vendors(handler: ConnectionHandler | None = None) -> list[Che
             continue
         # The backend class's attribute: no connection is opened.
         connection = handler[alias]
+        if connection.settings_dict.get("ENGINE") == "django.db.backends.dummy":
+            continue  # no database at all (DATABASES = {}, the bridge's HTTP mode): nothing stored
         vendor = connection.vendor
         if vendor in SUPPORTED_DATABASE_VENDORS:
             continue

@@ -207,21 +207,26 @@ def test_a_rate_drf_cannot_parse_is_refused(rate: str) -> None:
         parse_rate(rate)
 
 
+UNSUPPORTED = "tests.unsupported_backend"
+
+
 def test_a_database_backend_without_our_statements_is_e010() -> None:
-    # Django's dummy backend stands in for Oracle or a third-party backend: vendor "unknown".
+    # tests.unsupported_backend stands in for Oracle or a third-party backend.
     handler = ConnectionHandler(
         {
             "default": settings.DATABASES["default"],
             "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"},
             "pg": {"ENGINE": "django.db.backends.postgresql", "NAME": "x"},
             "maria": {"ENGINE": "django.db.backends.mysql", "NAME": "x"},
-            "other": {"ENGINE": "django.db.backends.dummy"},
+            "other": {"ENGINE": UNSUPPORTED},
+            # No database at all (the bridge's HTTP mode): nothing is stored, nothing to refuse.
+            "none": {"ENGINE": "django.db.backends.dummy"},
         }
     )
     errors = check_database_vendors(handler)
     assert [error.id for error in errors] == ["kernel_status.E010"]
     assert "'other'" in errors[0].msg
-    assert "django.db.backends.dummy" in errors[0].msg
+    assert f"{UNSUPPORTED}, vendor 'oracle'" in errors[0].msg
     assert errors[0].hint is not None
     assert "PostgreSQL" in errors[0].hint
     assert "MariaDB (10.6+) or MySQL (8.0+)" in errors[0].hint
@@ -231,7 +236,7 @@ def test_a_database_backend_without_our_statements_is_e010() -> None:
 
 def test_a_database_the_router_keeps_the_mirror_out_of_is_not_e010() -> None:
     handler = ConnectionHandler(
-        {"default": settings.DATABASES["default"], "other": {"ENGINE": "django.db.backends.dummy"}}
+        {"default": settings.DATABASES["default"], "other": {"ENGINE": UNSUPPORTED}}
     )
 
     class MirrorElsewhere:
@@ -248,7 +253,7 @@ def test_e010_runs_with_manage_py_check(monkeypatch: pytest.MonkeyPatch) -> None
 
     import kernel_status.checks
 
-    handler = ConnectionHandler({"default": {"ENGINE": "django.db.backends.dummy"}})
+    handler = ConnectionHandler({"default": {"ENGINE": UNSUPPORTED}})
     monkeypatch.setattr(kernel_status.checks, "connections", handler)
     with pytest.raises(SystemCheckError, match=r"kernel_status\.E010"):
         call_command("check")

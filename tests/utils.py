@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import runpy
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+import pytest
 from bs4 import BeautifulSoup, Tag
 from django.contrib.admin.helpers import InlineAdminFormSet
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
@@ -23,6 +25,9 @@ from django.db.models import Case, Expression, IntegerField, Value, When
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from markdown_it.renderer import RendererHTML
+from myst_parser.config.main import MdParserConfig
+from myst_parser.parsers.mdit import create_md_parser
 from rest_framework.test import APIClient
 
 from kernel_status.access import AccessPolicy
@@ -36,6 +41,44 @@ STATUS_URL = "/api/kernel/status"
 EVENTS_URL = "/api/kernel/events"
 # The session that the `session` fixture registers.
 SESSION_ID = "s1"
+# MyST's directives whose argument names the language of the code they hold.
+_CODE_DIRECTIVES = {"{code-block}", "{code}", "{code-cell}", "{sourcecode}"}
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """A fenced code block of a Markdown page."""
+
+    path: Path
+    line: int  # the 1-based line of the opening fence
+    language: str
+    text: str  # without the fence's indentation, as Sphinx renders it
+
+    @property
+    def first_line(self) -> str:
+        return self.text.split("\n", 1)[0]
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(REPO)}:{self.line}"
+
+
+def code_blocks(path: Path) -> list[CodeBlock]:
+    """Every fenced code block of the page, in order, found as ``make docs`` finds them: with
+    MyST's parser and the extensions that docs/conf.py enables (``:::`` fences), so blocks
+    indented inside list items count too."""
+    extensions = runpy.run_path(str(REPO / "docs" / "conf.py"))["myst_enable_extensions"]
+    parser = create_md_parser(MdParserConfig(enable_extensions=set(extensions)), RendererHTML)
+    blocks = []
+    for token in parser.parse(path.read_text()):
+        if token.type not in {"fence", "colon_fence"} or token.map is None:
+            continue
+        words = token.info.split()
+        language = words[0] if words else ""
+        if language in _CODE_DIRECTIVES:
+            language = words[1] if len(words) > 1 else ""
+        blocks.append(CodeBlock(path, token.map[0] + 1, language, token.content))
+    return blocks
 
 
 class MakeSession(Protocol):
@@ -216,6 +259,45 @@ def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=timeout)
+
+
+def run(
+    *args: str | Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 600,
+    merge_stderr: bool = False,
+) -> str:
+    """Run a command and return its standard output (with its standard error interleaved if
+    ``merge_stderr``). Fails the test, showing both, if it exits non-zero or times out."""
+    command = " ".join(map(str, args))
+    partial = ""
+    result: subprocess.CompletedProcess[str] | None
+    try:
+        result = subprocess.run(
+            [str(arg) for arg in args],
+            cwd=cwd,
+            env=env,
+            input=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as error:
+        # The partial output is bytes here, whatever `text` says.
+        partial = error.output.decode(errors="replace") if error.output else ""
+        result = None
+    if result is None:  # outside the except clause, so the failure shows no chained traceback
+        pytest.fail(f"`{command}` timed out after {timeout:g} s:\n{partial}", pytrace=False)
+    if result.returncode != 0:
+        pytest.fail(
+            f"`{command}` exited {result.returncode}:\n{result.stdout}\n{result.stderr or ''}",
+            pytrace=False,
+        )
+    return result.stdout
 
 
 def _accepts(port: int) -> bool:

@@ -3,9 +3,10 @@
 On a fresh ``django-admin startproject``, this appends every ``settings.py`` and ``urls.py``
 block of docs/installation.md to the new project's files, runs the documented ``manage.py``
 commands (and compares their documented output), runs docs/platform.md's platform snippets and
-``drf_create_token`` lines, serves the project, and asks the endpoints as the documented users:
-200, 401, 403 and 404, then posts docs/platform.md's event batch with its own curl line and
-expects its documented answer. The code is read from the docs, never copied here.
+token lines (``KERNEL_HOST_TOKEN=$(...)`` included), serves the project, and asks the endpoints
+as the documented users: 200, 401, 403 and 404. It then runs installation.md's last step (its
+shell snippet, token line and curl line) and docs/platform.md's event batch with its own curl
+line, and expects their documented answers. The code is read from the docs, never copied here.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.utils import REPO, free_port
+from tests.utils import REPO, CodeBlock, code_blocks, free_port, run
 
 DOCS = REPO / "docs"
 
@@ -40,50 +41,31 @@ pytestmark = [
     ),
 ]
 
-FENCE = re.compile(r"^```(\w+)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+# The first line of installation.md's block for `python manage.py shell`, its last step.
+SHELL_SNIPPET = "# python manage.py shell"
+# A console line that keeps a command's output in a variable: NAME=$(command).
+ASSIGNMENT = re.compile(r"^(\w+)=\$\((.*)\)$")
 
 
-@dataclass
-class Block:
-    language: str
-    text: str
-
-    @property
-    def first_line(self) -> str:
-        return self.text.split("\n", 1)[0]
+def blocks(page: str) -> list[CodeBlock]:
+    return code_blocks(DOCS / page)
 
 
-def blocks(page: str) -> list[Block]:
-    return [Block(language, text) for language, text in FENCE.findall((DOCS / page).read_text())]
-
-
-def console_commands(block: Block) -> list[tuple[str, list[str]]]:
-    """``$ command`` lines of a console block, each with the output lines shown under it."""
+def console_commands(block: CodeBlock) -> list[tuple[str, list[str]]]:
+    """``$ command`` lines of a console block (with their ``\\`` continuation lines), each
+    with the output lines shown under it."""
     commands: list[tuple[str, list[str]]] = []
+    continued = False
     for line in block.text.splitlines():
-        if line.startswith("$ "):
+        if continued:
+            commands[-1] = (commands[-1][0] + "\n" + line, commands[-1][1])
+        elif line.startswith("$ "):
             commands.append((line[2:], []))
         elif commands and line.strip():
             commands[-1][1].append(line)
+            continue
+        continued = line.endswith("\\")
     return commands
-
-
-def run(*args: str | Path, cwd: Path, env: dict[str, str], stdin: str | None = None) -> str:
-    result = subprocess.run(
-        [str(arg) for arg in args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    command = " ".join(map(str, args))
-    assert result.returncode == 0, (
-        f"`{command}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    )
-    return result.stdout + result.stderr
 
 
 def get(url: str, token: str | None = None, **headers: str) -> tuple[int, dict[str, str], Any]:
@@ -110,7 +92,30 @@ def manage(host_root: Path, env: dict[str, str], command: str) -> str:
     """A documented ``python manage.py ...`` line, run with this interpreter."""
     argv = shlex.split(command)
     assert argv[:2] == ["python", "manage.py"], command
-    return run(sys.executable, *argv[1:], cwd=host_root, env=env)
+    return run(sys.executable, *argv[1:], cwd=host_root, env=env, merge_stderr=True)
+
+
+def shell(host_root: Path, env: dict[str, str], script: str, base_url: str = "") -> str:
+    """Documented shell lines, as a user's shell runs them: ``python`` is this interpreter,
+    and the documented server address is the test's server."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]])
+    if base_url:
+        script = script.replace("http://127.0.0.1:8000", base_url)
+    return run(
+        *("bash", "-euo", "pipefail", "-c", script), cwd=host_root, env={**env, "PATH": path}
+    )
+
+
+def token_line(page: str, user: str) -> str:
+    """The page's console line that keeps ``user``'s token in a variable."""
+    [line] = [
+        command
+        for block in blocks(page)
+        if block.language == "console"
+        for command, _ in console_commands(block)
+        if ASSIGNMENT.match(command) and f"drf_create_token {user} " in command
+    ]
+    return line
 
 
 @pytest.fixture(scope="module")
@@ -123,19 +128,25 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     run(sys.executable, "-m", "django", "startproject", "host", root, cwd=root, env=env)
 
     install = blocks("installation.md")
-    appended = {"settings.py": 0, "urls.py": 0}
+    appended = {"settings.py": 0, "urls.py": 0, SHELL_SNIPPET: 0}
     for block in install:
+        if block.language != "python":
+            continue
         target = block.first_line.removeprefix("# ")
-        if block.language == "python" and target in appended:
+        if target in {"settings.py", "urls.py"}:
             with (root / "host" / target).open("a") as file:
                 file.write("\n" + block.text)
             appended[target] += 1
-    assert appended == {"settings.py": 4, "urls.py": 2}
+        else:
+            # The last step's snippet, run by test_the_installation_ends_with_a_status_answer.
+            assert block.first_line == SHELL_SNIPPET, f"{block.where}: what is this block for?"
+            appended[SHELL_SNIPPET] += 1
+    assert appended == {"settings.py": 4, "urls.py": 2, SHELL_SNIPPET: 1}
 
     ran = []
     for block in install:
-        if block.language != "console":
-            continue
+        if block.language != "console" or "curl" in block.text:
+            continue  # the last step's curl block needs the server: see the test below
         for command, shown in console_commands(block):
             if command.startswith("pip install"):
                 continue  # the test run's environment has the package and its extras
@@ -156,11 +167,19 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
         if block.language != "console":
             continue
         for command, _ in console_commands(block):
-            if "drf_create_token" in command:
+            if "drf_create_token" not in command:
+                continue
+            assignment = ASSIGNMENT.match(command)
+            if assignment:  # NAME=$(...): the line as documented, then what it set
+                key = shell(root, env, f'{command}\nprintf %s "${assignment[1]}"')
+                [user] = re.findall(r"drf_create_token (\S+)", command)
+            else:
                 output = manage(root, env, command)
                 created = re.search(r"Generated token (\w+) for user (\S+)", output)
                 assert created, output
-                tokens[created[2]] = created[1]
+                key, user = created[1], created[2]
+            assert re.fullmatch(r"[0-9a-f]{40}", key), f"{command} gave {key!r}"
+            tokens[user] = key
     assert set(tokens) == {"alice", "kernel-host"}
     for user in ["bob", "carol"]:  # the documented users without a documented token line
         output = manage(root, env, f"python manage.py drf_create_token {user}")
@@ -219,14 +238,29 @@ def test_the_documented_users_get_200_401_403_and_404(host: Host) -> None:
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the documented example uses curl")
+def test_the_installation_ends_with_a_status_answer(host: Host) -> None:
+    install = blocks("installation.md")
+    [snippet] = [b for b in install if b.first_line == SHELL_SNIPPET]
+    run(sys.executable, "manage.py", "shell", cwd=host.root, env=host.env, stdin=snippet.text)
+    [check] = [b for b in install if b.language == "console" and "curl" in b.text]
+    commands = console_commands(check)
+    assert commands[-1][0].startswith("curl "), commands
+    script = "\n".join(command for command, _ in commands)
+    output = shell(host.root, host.env, script, host.base_url)
+    # The bytes the server sends, as shown under the curl line.
+    assert output == "\n".join(commands[-1][1])
+    assert json.loads(output) == {"state": "stopped", "last_activity": None}
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the documented example uses curl")
 def test_the_documented_event_batch_applies(host: Host) -> None:
     platform = blocks("platform.md")
     [example] = [b for b in platform if b.language == "bash" and "/api/kernel/events" in b.text]
     answer = platform[platform.index(example) + 1]
     assert answer.language == "json"
-    script = example.text.replace("http://127.0.0.1:8000", host.base_url)
-    env = {**host.env, "KERNEL_HOST_TOKEN": host.tokens["kernel-host"]}
-    output = run("bash", "-euc", script, cwd=host.root, env=env)
+    # In the shell where the service account's token line ran, as the page says.
+    script = token_line("platform.md", "kernel-host") + "\n" + example.text
+    output = shell(host.root, host.env, script, host.base_url)
     assert json.loads(output) == json.loads(answer.text)
     code, body = status(host, "alice")
     assert (code, body["state"]) == (200, "running")

@@ -25,7 +25,7 @@ import pytest
 from packaging.requirements import Requirement
 
 import kernel_status
-from tests.utils import REPO, free_port, stop
+from tests.utils import REPO, free_port, run, stop
 
 PACKAGE = REPO / "kernel_status"
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -54,23 +54,6 @@ def test_declared_versions_cover_the_django_and_python_under_test() -> None:
     assert django_requirement.specifier.contains(django.get_version())
     assert f"Framework :: Django :: {django_series}" in PROJECT["classifiers"]
     assert f"Programming Language :: Python :: {python_series}" in PROJECT["classifiers"]
-
-
-def run(*args: str | Path, timeout: float = 600, **kwargs: Any) -> str:
-    """Run a command and return its output; on failure, show the output."""
-    result = subprocess.run(
-        [str(arg) for arg in args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,
-    )
-    output: str = result.stdout
-    command = " ".join(map(str, args))
-    assert result.returncode == 0, f"`{command}` exited {result.returncode}:\n{output}"
-    return output
 
 
 def copy_checkout(destination: Path) -> None:

@@ -11,7 +11,6 @@ import difflib
 import io
 import json
 import os
-import subprocess
 import sys
 import tomllib
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from kernel_status_client.models import (
 )
 from pytest_django.live_server_helper import LiveServer
 
-from tests.utils import REPO
+from tests.utils import REPO, run
 
 # The clients test the HTTP contract, not the database: one pass of the suite is enough, so
 # the PostgreSQL pass (which sets DATABASE_URL) leaves them out.
@@ -62,37 +61,14 @@ def generate(output: Path) -> None:
         "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
         "RUFF_NO_CACHE": "true",
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "openapi_python_client",
-            "generate",
-            "--path",
-            str(SCHEMA),
-            "--config",
-            str(CONFIG),
-            "--meta",
-            "uv",
-            "--fail-on-warning",
-            "--output-path",
-            str(output),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
     # --fail-on-warning: a skipped post hook (no ruff on PATH) or a part of the schema that the
     # generator cannot express is a failure too, not a quietly different tree.
-    if result.returncode != 0:
-        pytest.fail(
-            f"openapi-python-client failed (exit {result.returncode}):\n"
-            f"{result.stdout}\n{result.stderr}",
-            pytrace=False,
-        )
+    run(
+        *(sys.executable, "-m", "openapi_python_client", "generate", "--path", SCHEMA),
+        *("--config", CONFIG, "--meta", "uv", "--fail-on-warning", "--output-path", output),
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def tree(root: Path) -> dict[str, bytes]:

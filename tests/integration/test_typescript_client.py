@@ -19,7 +19,7 @@ import pytest
 from django.core.management import call_command
 from pytest_django.live_server_helper import LiveServer
 
-from tests.utils import REPO
+from tests.utils import REPO, run
 
 # The clients test the HTTP contract, not the database: one pass of the suite is enough, so
 # the PostgreSQL pass (which sets DATABASE_URL) leaves them out.
@@ -33,28 +33,6 @@ CLIENT_DIR = REPO / "clients" / "typescript"
 # node_modules was installed from.
 INSTALL_STAMP = CLIENT_DIR / "node_modules" / ".kernel-status-install.sha256"
 MIN_NODE = 20
-
-
-def run(*command: str, timeout: float, env: dict[str, str] | None = None) -> str:
-    """Run a command in clients/typescript; fail with its output unless it exits 0."""
-    try:
-        result = subprocess.run(
-            command,
-            cwd=CLIENT_DIR,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"`{' '.join(command)}` timed out after {timeout} s:\n{exc.output}", False)
-    if result.returncode != 0:
-        pytest.fail(
-            f"`{' '.join(command)}` exited {result.returncode}:\n{result.stdout}\n{result.stderr}",
-            pytrace=False,
-        )
-    return result.stdout
 
 
 def unavailable(reason: str) -> NoReturn:
@@ -88,19 +66,19 @@ def node_modules(npm: str) -> None:
     wanted = digest.hexdigest()
     if INSTALL_STAMP.is_file() and INSTALL_STAMP.read_text().strip() == wanted:
         return
-    run(npm, "ci", "--no-audit", "--no-fund", timeout=600)
+    run(npm, "ci", "--no-audit", "--no-fund", timeout=600, cwd=CLIENT_DIR)
     INSTALL_STAMP.write_text(wanted + "\n")
 
 
 @pytest.fixture(scope="session")
 def built_client(npm: str, node_modules: None) -> None:
     """`npm run build`: tsc, strict, of the client and its tests into dist/."""
-    run(npm, "run", "build", timeout=300)
+    run(npm, "run", "build", timeout=300, cwd=CLIENT_DIR)
 
 
 def test_generated_types_match_schema(npm: str, node_modules: None) -> None:
     # Regenerates src/schema.ts into a temporary file and compares it with the committed one.
-    run(npm, "run", "check-types", timeout=120)
+    run(npm, "run", "check-types", timeout=120, cwd=CLIENT_DIR)
 
 
 def test_node_tests_pass_against_live_server(
@@ -113,6 +91,7 @@ def test_node_tests_pass_against_live_server(
         "KERNEL_STATUS_BASE_URL": live_server.url,
         "KERNEL_STATUS_DEMO": out.getvalue(),
     }
-    output = run(npm, "test", timeout=300, env=env)  # node --test dist/test/*.test.js
+    # node --test dist/test/*.test.js
+    output = run(npm, "test", cwd=CLIENT_DIR, timeout=300, env=env)
     assert re.search(r"^\S* ?pass [1-9]\d*$", output, re.MULTILINE), output
     assert re.search(r"^\S* ?fail 0$", output, re.MULTILINE), output

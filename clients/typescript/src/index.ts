@@ -93,6 +93,22 @@ export class WaitTimeoutError extends Error {
   }
 }
 
+/**
+ * `waitUntilIdle` read `stopped`. A stopped kernel does not become idle by itself: the platform
+ * must start a kernel first, so waiting longer would only run into the timeout.
+ */
+export class KernelStoppedError extends Error {
+  override readonly name = "KernelStoppedError";
+
+  constructor(
+    readonly sessionId: string,
+    /** The answer that said `stopped`. */
+    readonly response: KernelStatusResponse,
+  ) {
+    super(`Session ${JSON.stringify(sessionId)} is stopped: its kernel will not become idle until one is started`);
+  }
+}
+
 export interface KernelStatusClientOptions {
   /** The server's URL, optionally with a path prefix: `https://notebooks.example.com`. */
   baseUrl: string;
@@ -209,8 +225,9 @@ export class KernelStatusClient {
    * The first poll is immediate. After each non-idle answer it waits `intervalMs`, doubling the
    * pause each time up to `maxIntervalMs`. After `timeoutMs` it aborts any request in flight,
    * clears its timers and rejects with a `WaitTimeoutError`. An error answer (for example a 404)
-   * rejects at once with its `KernelStatusError`. Aborting `signal` rejects with its reason.
-   * A stopped kernel is polled like a running one, since it may be started again.
+   * rejects at once with its `KernelStatusError`, and a `stopped` answer with a
+   * `KernelStoppedError`: a stopped kernel (or one not started yet) does not become idle by
+   * itself. Aborting `signal` rejects with its reason.
    * Each poll after the first sends the last `ETag` in `If-None-Match`, so while nothing
    * changes the server answers 304 with no body.
    */
@@ -249,6 +266,9 @@ export class KernelStatusClient {
         lastState = last.state;
         if (last.state === "idle") {
           return last;
+        }
+        if (last.state === "stopped") {
+          throw new KernelStoppedError(sessionId, last);
         }
         await sleep(pause, controller.signal);
         pause = Math.min(pause * 2, maxIntervalMs);

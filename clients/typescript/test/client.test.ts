@@ -20,6 +20,7 @@ import {
   KernelStatusError,
   type KernelStatusErrorBody,
   type KernelStatusErrorStatus,
+  KernelStoppedError,
   SESSION_ID_HEADER,
   WaitTimeoutError,
 } from "../src/index.js";
@@ -300,6 +301,30 @@ describe("waitUntilIdle", () => {
     });
     assert.equal(activeTimers(), timersBefore, "waitUntilIdle left a timer running");
   });
+
+  for (const situation of ["stopped", "not_started"] as const) {
+    it(`rejects at once with a KernelStoppedError for a ${situation} session`, async () => {
+      let requests = 0;
+      const counting: typeof fetch = (input, init) => {
+        requests += 1;
+        return fetch(input, init);
+      };
+      const timersBefore = activeTimers();
+      await assert.rejects(
+        clientFor(users.editor, counting).waitUntilIdle(sessions[situation], { timeoutMs: 60_000 }),
+        (error: unknown) => {
+          assert.ok(error instanceof KernelStoppedError, `expected a KernelStoppedError, got ${String(error)}`);
+          assert.equal(error.name, "KernelStoppedError");
+          assert.equal(error.sessionId, sessions[situation]);
+          assert.deepEqual(error.response, { state: "stopped", last_activity: null });
+          assert.match(error.message, /is stopped/);
+          return true;
+        },
+      );
+      assert.equal(requests, 1, "it polled again after reading stopped");
+      assert.equal(activeTimers(), timersBefore, "waitUntilIdle left a timer running");
+    });
+  }
 
   it("rejects at once with the error answer for a session it may not see", async () => {
     const began = performance.now();

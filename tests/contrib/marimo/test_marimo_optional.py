@@ -6,12 +6,10 @@ environment.)"""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.utils import REPO, run
 
 # Runs in a fresh interpreter where importing websockets or httpx fails, as when the marimo
 # extra is not installed; the project's settings list kernel_status.contrib.marimo.
@@ -67,17 +65,7 @@ def test_core_and_the_command_work_without_the_marimo_extra() -> None:
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "DJANGO_SETTINGS_MODULE": "tests.settings",
     }
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    lines = run(sys.executable, "-c", SCRIPT, cwd=REPO, env=env, timeout=120).splitlines()
     assert lines[0] == "System check identified no issues (0 silenced)."
     assert lines[1] == (
         "bridge: The bridge needs the 'marimo' extra: pip install 'kernel-status[marimo]' "
