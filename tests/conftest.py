@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -126,3 +127,32 @@ hypothesis.settings.register_profile("dev", max_examples=50, deadline=None)
 hypothesis.settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") == "true" else "dev")
 )
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterable[None]:
+    """pytest-django's test databases, and no PostgreSQL connection left over when they are
+    dropped: one left open by a thread or a server process would make the drop fail ("is
+    being accessed by other users"). Any such connection is named on the terminal, so that
+    its test can be found, and closed, so that the run still ends cleanly."""
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all(initialized_only=True):
+            if connection.vendor != "postgresql":
+                continue
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pid, application_name, client_port, state, left(query, 120), "
+                    "pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                leftovers = cursor.fetchall()
+            for pid, application, port, state, query, _ in leftovers:
+                warnings.warn(
+                    f"closed a PostgreSQL connection left open by the tests: pid {pid}, "
+                    f"application {application!r}, port {port}, {state}: {query!r}",
+                    pytest.PytestWarning,
+                    stacklevel=1,
+                )
