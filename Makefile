@@ -172,13 +172,15 @@ soak: install
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml
 
-# After an API change: the schema, then both generated clients (see docs/clients.md).
+# After an API change: the schema, then both generated clients (see docs/clients.md). The
+# Python client's wait helpers come from clients/python-templates, so regeneration keeps them.
 clients: schema
 	cd clients/typescript && npm ci --no-audit --no-fund && npm run generate
 	rm -rf clients/python
 	PATH="$(CURDIR)/$(BIN):$$PATH" RUFF_NO_CACHE=true $(BIN)/openapi-python-client generate \
 		--path schema.yml --config clients/openapi-python-client.yml --meta uv \
-		--fail-on-warning --output-path clients/python
+		--fail-on-warning --custom-template-path clients/python-templates \
+		--output-path clients/python
 
 clean:
 	rm -rf $(VENV) $(VENV_DJANGO6) db.sqlite3 build dist *.egg-info docs/_build

@@ -382,16 +382,19 @@ def clients(page: Page, request: pytest.FixtureRequest) -> None:
     demo = io.StringIO()
     call_command("kernel_status_demo", "--json", stdout=demo)
     editor = json.loads(demo.getvalue())["users"]["editor"]
-    [python_client] = page.expect(1)
-    namespace: dict[str, Any] = {}
+    python_client, wait = page.expect(2)
     # The page's server and token are the demo's (the token shortened): these are the test's.
-    page.run(
-        python_client,
-        namespace,
-        replace={DOCUMENTED_SERVER: live_server.url, '"1e927f47..."': json.dumps(editor)},
-    )
+    replace = {DOCUMENTED_SERVER: live_server.url, '"1e927f47..."': json.dumps(editor)}
+    namespace: dict[str, Any] = {}
+    page.run(python_client, namespace, replace=replace)
     assert namespace["answer"] == KernelStatusResponse(
         state=KernelStatusStateEnum.RUNNING, last_activity=None
+    )
+    namespace = {}
+    page.run(wait, namespace, replace=replace)
+    assert namespace["idle"].state is KernelStatusStateEnum.IDLE
+    assert namespace["stopped"] == KernelStatusResponse(
+        state=KernelStatusStateEnum.STOPPED, last_activity=None
     )
 
 

@@ -7,6 +7,7 @@ each documented error from a live server seeded with the demo data.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
 import io
 import json
@@ -19,9 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openapi_python_client
 import pytest
 from django.core.management import call_command
-from kernel_status_client import AuthenticatedClient
+from kernel_status_client import (
+    AuthenticatedClient,
+    KernelStatusRequestError,
+    KernelStoppedError,
+    WaitTimeoutError,
+    async_wait_until_idle,
+    wait_until_idle,
+)
 from kernel_status_client.api.kernel import kernel_sessions, kernel_status
 from kernel_status_client.models import (
     KernelSessionsState,
@@ -44,11 +53,13 @@ pytestmark = pytest.mark.skipif(
 ROOT = REPO
 SCHEMA = ROOT / "schema.yml"
 CONFIG = ROOT / "clients" / "openapi-python-client.yml"
+# kernel_status's own templates: package_init.py.jinja adds the hand-written wait helpers.
+TEMPLATES = ROOT / "clients" / "python-templates"
 COMMITTED = ROOT / "clients" / "python"
 REGENERATE = (
     'PATH="$PWD/.venv/bin:$PATH" RUFF_NO_CACHE=true .venv/bin/openapi-python-client generate '
     "--path schema.yml --config clients/openapi-python-client.yml --meta uv --fail-on-warning "
-    "--output-path clients/python"
+    "--custom-template-path clients/python-templates --output-path clients/python"
 )
 IGNORED_PARTS = {"__pycache__", ".ruff_cache", ".mypy_cache", ".pytest_cache"}
 
@@ -65,7 +76,8 @@ def generate(output: Path) -> None:
     # generator cannot express is a failure too, not a quietly different tree.
     run(
         *(sys.executable, "-m", "openapi_python_client", "generate", "--path", SCHEMA),
-        *("--config", CONFIG, "--meta", "uv", "--fail-on-warning", "--output-path", output),
+        *("--config", CONFIG, "--meta", "uv", "--fail-on-warning"),
+        *("--custom-template-path", TEMPLATES, "--output-path", output),
         cwd=ROOT,
         env=env,
     )
@@ -90,6 +102,19 @@ def test_generator_version_is_the_pinned_one() -> None:
         "the installed openapi-python-client is not the one pinned in pyproject.toml's test "
         "dependency group: reinstall with `pip install --group test`"
     )
+
+
+def test_package_init_override_keeps_the_generators_lines() -> None:
+    """clients/python-templates/package_init.py.jinja replaces the generator's template of the
+    same name: whatever that template writes must still be in the override, so that an upgraded
+    generator with a different package __init__ is noticed here."""
+    packaged = Path(openapi_python_client.__file__).parent / "templates" / "package_init.py.jinja"
+    override = (TEMPLATES / "package_init.py.jinja").read_text().splitlines()
+    missing = [line for line in packaged.read_text().splitlines() if line not in override]
+    assert missing == []
+    assert (COMMITTED / "kernel_status_client" / "__init__.py").read_text().count(
+        "def wait_until_idle("
+    ) == 1
 
 
 def test_committed_client_is_fresh(tmp_path: Path) -> None:
@@ -286,3 +311,154 @@ def test_405_for_a_post(live_server: LiveServer, demo: dict[str, Any]) -> None:
     assert KernelStatusError.from_dict(response.json()) == KernelStatusError(
         detail='Method "POST" not allowed.'
     )
+
+
+# --- wait_until_idle and async_wait_until_idle -----------------------------------------------
+
+
+@dataclasses.dataclass
+class Exchange:
+    """One request of a wait, as the server saw it: its If-None-Match and the answer's status."""
+
+    if_none_match: str | None
+    status: int
+    etag: str | None
+
+
+def recording_client(
+    live_server: LiveServer, token: str, exchanges: list[Exchange], *, asynchronous: bool = False
+) -> AuthenticatedClient:
+    """A client that appends every exchange to ``exchanges`` (httpx response hooks, which
+    must be coroutines on an AsyncClient)."""
+
+    def record(response: httpx.Response) -> None:
+        exchanges.append(
+            Exchange(
+                response.request.headers.get("If-None-Match"),
+                response.status_code,
+                response.headers.get("ETag"),
+            )
+        )
+
+    async def record_async(response: httpx.Response) -> None:
+        record(response)
+
+    hook: Any = record_async if asynchronous else record
+    return AuthenticatedClient(
+        base_url=live_server.url,
+        token=token,
+        prefix="Token",
+        httpx_args={"event_hooks": {"response": [hook]}},
+    )
+
+
+def test_wait_until_idle_returns_at_once_when_idle(
+    live_server: LiveServer, demo: dict[str, Any]
+) -> None:
+    exchanges: list[Exchange] = []
+    with recording_client(live_server, demo["users"]["editor"], exchanges) as client:
+        answer = wait_until_idle(client, demo["sessions"]["idle"])
+    assert answer.state is KernelStatusStateEnum.IDLE
+    assert [(e.if_none_match, e.status) for e in exchanges] == [(None, 200)]
+
+
+@pytest.mark.parametrize("situation", ["stopped", "not_started"])
+def test_wait_until_idle_fails_at_once_when_stopped(
+    live_server: LiveServer, demo: dict[str, Any], situation: str
+) -> None:
+    session_id = demo["sessions"][situation]
+    exchanges: list[Exchange] = []
+    with (
+        recording_client(live_server, demo["users"]["editor"], exchanges) as client,
+        pytest.raises(KernelStoppedError) as caught,
+    ):
+        wait_until_idle(client, session_id, timeout=60)
+    assert [(e.if_none_match, e.status) for e in exchanges] == [(None, 200)]
+    assert caught.value.session_id == session_id
+    assert caught.value.response.state is KernelStatusStateEnum.STOPPED
+    assert "is stopped" in str(caught.value)
+
+
+def test_wait_until_idle_times_out_while_running_and_revalidates(
+    live_server: LiveServer, demo: dict[str, Any]
+) -> None:
+    exchanges: list[Exchange] = []
+    with (
+        recording_client(live_server, demo["users"]["editor"], exchanges) as client,
+        pytest.raises(WaitTimeoutError) as caught,
+    ):
+        wait_until_idle(
+            client, demo["sessions"]["running"], timeout=2, interval=0.05, max_interval=0.2
+        )
+    assert caught.value.last_state is KernelStatusStateEnum.RUNNING
+    assert caught.value.session_id == demo["sessions"]["running"]
+    first, *later = exchanges
+    assert (first.if_none_match, first.status) == (None, 200)
+    assert first.etag
+    # After the first poll, each one sends the ETag back and gets a 304 (nothing changed).
+    assert later
+    assert [(e.if_none_match, e.status) for e in later] == [(first.etag, 304)] * len(later)
+
+
+def test_wait_until_idle_raises_the_error_answer(
+    live_server: LiveServer, demo: dict[str, Any]
+) -> None:
+    exchanges: list[Exchange] = []
+    with (
+        recording_client(live_server, demo["users"]["stranger"], exchanges) as client,
+        pytest.raises(KernelStatusRequestError) as caught,
+    ):
+        wait_until_idle(client, demo["sessions"]["running"])
+    assert [e.status for e in exchanges] == [404]
+    assert (caught.value.status_code, caught.value.detail) == (404, "Session not found.")
+    assert caught.value.error == KernelStatusError(detail="Session not found.")
+    assert caught.value.session_id == demo["sessions"]["running"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        pytest.param({"timeout": -1}, "timeout must be 0 or more", id="negative-timeout"),
+        pytest.param({"timeout": float("nan")}, "timeout must be 0 or more", id="nan-timeout"),
+        pytest.param({"interval": 0}, "interval must be more than 0", id="zero-interval"),
+        pytest.param({"interval": -0.5}, "interval must be more than 0", id="negative-interval"),
+        pytest.param(
+            {"interval": 2, "max_interval": 1}, "max_interval must be at least", id="max-below"
+        ),
+    ],
+)
+def test_wait_until_idle_refuses_bad_arguments(arguments: dict[str, float], message: str) -> None:
+    # No server: a refused argument sends no request.
+    with AuthenticatedClient(base_url="http://127.0.0.1:9", token="t") as client:
+        with pytest.raises(ValueError, match=message):
+            wait_until_idle(client, "s", **arguments)
+        with pytest.raises(ValueError, match=message):
+            asyncio.run(async_wait_until_idle(client, "s", **arguments))
+
+
+def test_async_wait_until_idle(live_server: LiveServer, demo: dict[str, Any]) -> None:
+    exchanges: list[Exchange] = []
+
+    async def wait(situation: str, **arguments: float) -> KernelStatusResponse:
+        client = recording_client(
+            live_server, demo["users"]["editor"], exchanges, asynchronous=True
+        )
+        async with client:
+            return await async_wait_until_idle(client, demo["sessions"][situation], **arguments)
+
+    assert asyncio.run(wait("idle")).state is KernelStatusStateEnum.IDLE
+    assert [(e.if_none_match, e.status) for e in exchanges] == [(None, 200)]
+
+    exchanges.clear()
+    with pytest.raises(KernelStoppedError) as stopped:
+        asyncio.run(wait("stopped", timeout=60))
+    assert stopped.value.response.state is KernelStatusStateEnum.STOPPED
+    assert [(e.if_none_match, e.status) for e in exchanges] == [(None, 200)]
+
+    exchanges.clear()
+    with pytest.raises(WaitTimeoutError) as timed_out:
+        asyncio.run(wait("running", timeout=1, interval=0.05, max_interval=0.2))
+    assert timed_out.value.last_state is KernelStatusStateEnum.RUNNING
+    first, *later = exchanges
+    assert later
+    assert [(e.if_none_match, e.status) for e in later] == [(first.etag, 304)] * len(later)
