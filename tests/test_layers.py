@@ -173,10 +173,14 @@ def test_contrib_uses_the_public_api_and_the_documented_internals() -> None:
 
 
 def test_each_folder_says_what_lives_there() -> None:
-    for package in ("api", "api/openapi", "mirror", "queries"):
-        docstring = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text()))
-        assert docstring, package
-        assert len(docstring) > 100, package
+    folders = [path.parent for path in PACKAGE.rglob("__init__.py")]
+    assert len(folders) >= 10
+    for folder in folders:
+        if folder.name == "migrations":
+            continue  # Django's, named by convention
+        docstring = ast.get_docstring(ast.parse((folder / "__init__.py").read_text()))
+        assert docstring, folder
+        assert len(docstring) > 40, folder
 
 
 def test_the_top_of_the_package_stays_small() -> None:
