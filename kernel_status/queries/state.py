@@ -15,7 +15,7 @@ __all__ = [
 ]
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -89,7 +89,7 @@ class BusyCellsExist(Exists):
         resolved.per_status = [each.resolve_expression(*args, **kwargs) for each in self.per_status]
         return resolved
 
-    def relabeled_clone(self, change_map: dict[str, str]) -> Any:
+    def relabeled_clone(self, change_map: Mapping[str, str]) -> Any:
         clone = super().relabeled_clone(change_map)
         clone.per_status = [each.relabeled_clone(change_map) for each in self.per_status]
         return clone

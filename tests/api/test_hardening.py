@@ -633,7 +633,7 @@ def test_a_frozen_database_gives_503_within_the_statement_timeout_on_mysql(
     finally:
         other.close()
     logged = log.read_text()
-    if connection.mysql_is_mariadb:  # type: ignore[attr-defined]
+    if connection.mysql_is_mariadb:
         # The statement timeout ended both waits, not a lock wait timeout.
         assert logged.count("max_statement_time exceeded") == 2, logged
     else:
