@@ -155,12 +155,13 @@ bench-wrk:
 		echo "make bench needs wrk, the load generator: apt-get install wrk" >&2; exit 1; }
 
 # The whole benchmark (a few minutes on 2 cores; not part of make test): floors, the status
-# endpoint under gunicorn/granian/uvicorn on SQLite and PostgreSQL (the server in POSTGRES_URL;
-# it uses and drops the database <name>_bench), marimo's and Jupyter's endpoints, ingestion.
+# endpoint under gunicorn/granian/uvicorn on SQLite, PostgreSQL and MariaDB (the servers in
+# POSTGRES_URL and MARIADB_URL; it uses and drops the database <name>_bench on each), marimo's
+# and Jupyter's endpoints, ingestion.
 # Prints one table; writes artifacts/bench.json, bench.md and bench-latency.png.
 bench: bench-wrk $(BIN)/.installed-bench
 	env -u DATABASE_URL -u DJANGO_SETTINGS_MODULE $(BIN)/python benchmarks/bench.py \
-		--postgres-url '$(POSTGRES_URL)'
+		--postgres-url '$(POSTGRES_URL)' --mariadb-url '$(MARIADB_URL)'
 
 # Writers and readers over HTTP (gunicorn) on PostgreSQL for SOAK_SECONDS, then the database is
 # compared with an oracle of the events sent; non-zero exit on any error or mismatch. The

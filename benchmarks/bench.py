@@ -3,9 +3,10 @@
 One run measures, with wrk on loopback (one thread, 4 connections, pinned to one core while
 the server has the other):
 
-- on SQLite and on PostgreSQL, under gunicorn sync with one worker: floor0 (constant body, no
-  authentication), floor1 (the same behind TokenAuthentication + IsAuthenticated) and
-  ``GET /api/kernel/status`` for sessions of 10, 1,000, 10,000 and 100,000 idle cells;
+- on SQLite, PostgreSQL and MariaDB (or MySQL), under gunicorn sync with one worker: floor0
+  (constant body, no authentication), floor1 (the same behind TokenAuthentication +
+  IsAuthenticated) and ``GET /api/kernel/status`` for sessions of 10, 1,000, 10,000 and
+  100,000 idle cells;
 - floor1 and status under gunicorn gthread, granian (WSGI) and uvicorn (ASGI), one worker each,
   then the best of the four with 2 workers on PostgreSQL;
 - marimo's own ``GET /api/kernel/status`` on a real ``marimo edit`` server with one session
@@ -13,9 +14,9 @@ the server has the other):
 - the write API's ingestion rates (benchmarks/apply_rate.py) for batches of 1, 100 and 1,000.
 
 It prints one table, writes every figure to artifacts/bench.json and draws
-artifacts/bench-latency.png (p50 against cell count, both databases).
+artifacts/bench-latency.png (p50 against cell count, each database).
 
-    python benchmarks/bench.py [--postgres-url URL] [--duration SECONDS]
+    python benchmarks/bench.py [--postgres-url URL] [--mariadb-url URL] [--duration SECONDS]
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ REQUIRED_MODULES = {
     "marimo": "marimo==0.25.2",
     "websockets": "websockets",
     "psycopg": "psycopg[binary]",
+    "MySQLdb": "mysqlclient",
     "dj_database_url": "dj-database-url",
 }
 MARIMO_VERSION = "0.25.2"
@@ -113,7 +115,7 @@ def preflight() -> None:
     modules = [pip for module, pip in REQUIRED_MODULES.items() if not _has_module(module)]
     if modules:
         missing.append(
-            "Python packages: pip install -e '.[demo,marimo]' --group bench (missing: "
+            "Python packages: pip install -e '.[demo,marimo,mysql]' --group bench (missing: "
             + ", ".join(modules)
             + ")"
         )
@@ -124,7 +126,7 @@ def preflight() -> None:
     if marimo.__version__ != MARIMO_VERSION:
         sys.exit(
             f"marimo {MARIMO_VERSION} is pinned, found {marimo.__version__}: "
-            "pip install -e '.[demo,marimo]' --group bench"
+            "pip install -e '.[demo,marimo,mysql]' --group bench"
         )
 
 
@@ -224,7 +226,7 @@ def started(
 
 @dataclass
 class Database:
-    name: str  # "sqlite" or "postgresql"
+    name: str  # "sqlite", "postgresql" or "mariadb"
     url: str
     token: str = ""
 
@@ -264,6 +266,8 @@ def app_env(database: Database) -> dict[str, str]:
 def prepare(database: Database, workdir: Path) -> None:
     if database.name == "postgresql":
         _recreate_postgres(database.url)
+    elif database.name == "mariadb":
+        _recreate_mariadb(database.url)
     completed = subprocess.run(
         [PYTHON, str(ROOT / "benchmarks" / "prepare.py"), *map(str, CELL_COUNTS)],
         env=app_env(database),
@@ -283,6 +287,13 @@ def heartbeat(database: Database) -> None:
         with contextlib.closing(sqlite3.connect(path[1:] if path.startswith("//") else path)) as db:
             now = datetime.now(UTC).replace(tzinfo=None).isoformat(" ")
             db.execute("UPDATE kernel_status_kernelprocess SET last_heartbeat_at = ?", [now])
+            db.commit()
+    elif database.name == "mariadb":
+        with contextlib.closing(_mariadb_connect(database.url, database=True)) as db:
+            # Django stores naive UTC datetimes on MySQL (USE_TZ).
+            db.cursor().execute(
+                "UPDATE kernel_status_kernelprocess SET last_heartbeat_at = UTC_TIMESTAMP(6)"
+            )
             db.commit()
     else:
         import psycopg
@@ -315,6 +326,44 @@ def _drop_postgres(url: str) -> None:
                 sql.Identifier(parts.path.lstrip("/"))
             )
         )
+
+
+def _mariadb_connect(url: str, *, database: bool) -> Any:
+    """A MySQLdb connection to the server in ``url``, to its database or to none."""
+    import MySQLdb
+
+    parts = urlsplit(url)
+    return MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        connect_timeout=3,
+        **({"database": parts.path.lstrip("/")} if database else {}),
+    )
+
+
+def _recreate_mariadb(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/").replace("`", "``")
+    with contextlib.closing(_mariadb_connect(url, database=False)) as db:
+        cursor = db.cursor()
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        # utf8mb4, as docs/mysql.md creates it; migration 0006 gives the ids their collation.
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+
+
+def _drop_mariadb(url: str) -> None:
+    name = urlsplit(url).path.lstrip("/").replace("`", "``")
+    with contextlib.closing(_mariadb_connect(url, database=False)) as db:
+        db.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def _mariadb_answers(url: str) -> bool:
+    try:
+        _mariadb_connect(url, database=False).close()
+    except Exception:
+        return False
+    return True
 
 
 def targets(database: Database, cell_counts: list[int]) -> dict[str, tuple[str, dict[str, str]]]:
@@ -677,6 +726,11 @@ def main() -> None:
         help="server to use; the bench creates and drops the database <name>_bench on it",
     )
     parser.add_argument(
+        "--mariadb-url",
+        default=os.environ.get("MARIADB_URL", "mysql://root@127.0.0.1:3306/kernel_status"),
+        help="MariaDB or MySQL server; the bench creates and drops the database <name>_bench",
+    )
+    parser.add_argument(
         "--duration", type=int, default=1, help=f"seconds per wrk run ({ROUNDS} per target)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "artifacts", help="JSON and PNG")
@@ -703,6 +757,12 @@ def main() -> None:
             f"PostgreSQL at {args.postgres_url} did not answer: no PostgreSQL rows"
         )
         print(f"PostgreSQL at {args.postgres_url} did not answer: its rows are skipped")
+    mariadb_url = _bench_database_url(args.mariadb_url)
+    if _mariadb_answers(mariadb_url):
+        databases.append(Database("mariadb", mariadb_url))
+    else:
+        results.notes.append(f"MariaDB at {args.mariadb_url} did not answer: no MariaDB rows")
+        print(f"MariaDB at {args.mariadb_url} did not answer: its rows are skipped")
     print(f"Working in {workdir} (server logs in {logs})", flush=True)
     try:
         for database in databases:
@@ -736,6 +796,8 @@ def main() -> None:
         for database in databases:
             if database.name == "postgresql":
                 _drop_postgres(database.url)
+            elif database.name == "mariadb":
+                _drop_mariadb(database.url)
     names = [db.name for db in databases]
     table = report(results, names)
     args.output.mkdir(parents=True, exist_ok=True)

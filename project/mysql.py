@@ -3,8 +3,8 @@
 The two name it differently, and the settings cannot tell which server answers:
 ``max_statement_time`` (seconds, every statement) on MariaDB, ``max_execution_time``
 (milliseconds, read-only SELECTs) on MySQL, whose writes are bounded by
-``innodb_lock_wait_timeout`` (set in ``init_command``). Imported by project.settings only
-when the engine is MySQL.
+``innodb_lock_wait_timeout`` and ``lock_wait_timeout`` (set in ``init_command``). Imported
+by project.settings only when the engine is MySQL.
 """
 
 from __future__ import annotations

@@ -90,16 +90,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 if DATABASES["default"]["ENGINE"] == "django.db.backends.mysql":
     # utf8mb4, not Django's default "utf8" (utf8mb3, which cannot store every character);
     # READ COMMITTED, as Django recommends for MySQL (fewer gap locks and deadlocks than
-    # REPEATABLE READ). Lock waits end after the statement timeout (whole seconds, at least
-    # 1); the statement timeout itself is set per connection by project.mysql, since MariaDB
-    # and MySQL name it differently.
+    # REPEATABLE READ). Lock waits, row locks (innodb_lock_wait_timeout) and table locks of
+    # DDL or LOCK TABLES (lock_wait_timeout, a year by default) alike, end after the statement
+    # timeout (whole seconds, at least 1); the statement timeout itself is set per connection
+    # by project.mysql, since MariaDB and MySQL name it differently.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         charset="utf8mb4",
         isolation_level="read committed",
         connect_timeout=DATABASE_CONNECT_TIMEOUT,
         init_command=(
-            "SET SESSION innodb_lock_wait_timeout = "
-            f"{max(1, -(-DATABASE_STATEMENT_TIMEOUT // 1000))}"
+            "SET SESSION innodb_lock_wait_timeout = {0}, lock_wait_timeout = {0}".format(
+                max(1, -(-DATABASE_STATEMENT_TIMEOUT // 1000))
+            )
         ),
     )
     # The test database too: pytest-django creates it with these.

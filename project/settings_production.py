@@ -5,7 +5,9 @@ Passes ``manage.py check --deploy`` with no warnings. Required environment:
 
 - ``DJANGO_SECRET_KEY``: at least 50 random characters; there is no fallback.
 - ``DJANGO_ALLOWED_HOSTS``: the host names served, comma-separated.
-- ``DATABASE_URL``: PostgreSQL, for example ``postgres://kernel_status@db:5432/kernel_status``.
+- ``DATABASE_URL``: PostgreSQL, for example ``postgres://kernel_status@db:5432/kernel_status``,
+  or MariaDB/MySQL, ``mysql://kernel_status@db:3306/kernel_status``, with the timeouts and
+  utf8mb4 that project.settings sets for each (docs/deployment.md, docs/mysql.md).
 
 Optional: ``DJANGO_NUM_PROXIES``, the number of reverse proxies in front of Django (default
 1; 0 when clients connect directly).

@@ -15,7 +15,7 @@ __all__ = [
 ]
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -69,14 +69,45 @@ class InLiterals(Lookup):
         return f"{lhs_sql} IN ({literals})", tuple(lhs_params)
 
 
+class BusyCellsExist(Exists):
+    """``EXISTS`` a queued or running cell of the outer session; on MySQL, one per status.
+
+    MySQL and MariaDB cannot range-scan ``(session_id, status IN (...))`` when the session id
+    comes from the outer row (a listing page, ``with_state()``): they probe the busy-cell index
+    on ``session_id`` alone and walk the session's idle cells before reaching a busy one. An
+    ``EXISTS`` per busy status is a ref on both columns of that index, flat in the idle cells.
+    """
+
+    def __init__(self) -> None:
+        cells = mirror_model("CellStatus")._default_manager
+        busy = cells.filter(InLiterals("status", BUSY_CELL_STATES), session_id=OuterRef("pk"))
+        super().__init__(busy)
+        self.per_status = [Exists(busy.filter(status=status)) for status in BUSY_CELL_STATES]
+
+    def resolve_expression(self, *args: Any, **kwargs: Any) -> Any:
+        resolved = super().resolve_expression(*args, **kwargs)
+        resolved.per_status = [each.resolve_expression(*args, **kwargs) for each in self.per_status]
+        return resolved
+
+    def relabeled_clone(self, change_map: Mapping[str, str]) -> Any:
+        clone = super().relabeled_clone(change_map)
+        clone.per_status = [each.relabeled_clone(change_map) for each in self.per_status]
+        return clone
+
+    def as_mysql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        compiled = [compiler.compile(each) for each in self.per_status]
+        params = tuple(param for _, part_params in compiled for param in part_params)
+        return "(" + " OR ".join(part for part, _ in compiled) + ")", params
+
+
 def busy_cells_exist() -> Exists:
     """Whether the session has a cell that is queued or running, whatever its stale flag.
 
     Matches the partial index ``kernel_status_busy_cells`` (same condition, same literals):
-    one index probe per session on PostgreSQL and SQLite, however many idle cells it has.
+    one index probe per session on PostgreSQL and SQLite, however many idle cells it has; on
+    MySQL and MariaDB, one probe of ``(session_id, status)`` per busy status.
     """
-    cells = mirror_model("CellStatus")._default_manager
-    return Exists(cells.filter(InLiterals("status", BUSY_CELL_STATES), session_id=OuterRef("pk")))
+    return BusyCellsExist()
 
 
 def session_state_expression(*, now: datetime | None = None) -> Case:

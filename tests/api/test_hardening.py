@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -486,7 +487,7 @@ def test_example_project_bounds_every_wait_on_mysql() -> None:
         "charset": "utf8mb4",
         "isolation_level": "read committed",
         "connect_timeout": 5,
-        "init_command": "SET SESSION innodb_lock_wait_timeout = 5",
+        "init_command": "SET SESSION innodb_lock_wait_timeout = 5, lock_wait_timeout = 5",
     }
     assert database["TEST"] == {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
     # project.mysql's receiver, which sets the statement timeout per connection.
@@ -498,11 +499,15 @@ def test_example_project_bounds_every_wait_on_mysql() -> None:
 def test_each_connection_gets_the_statement_and_lock_timeouts() -> None:
     with connection.cursor() as cursor:
         if connection.mysql_is_mariadb:
-            cursor.execute("SELECT @@max_statement_time, @@innodb_lock_wait_timeout")
-            assert cursor.fetchone() == (5.0, 5)
+            cursor.execute(
+                "SELECT @@max_statement_time, @@innodb_lock_wait_timeout, @@lock_wait_timeout"
+            )
+            assert cursor.fetchone() == (5.0, 5, 5)
         else:
-            cursor.execute("SELECT @@max_execution_time, @@innodb_lock_wait_timeout")
-            assert cursor.fetchone() == (5000, 5)
+            cursor.execute(
+                "SELECT @@max_execution_time, @@innodb_lock_wait_timeout, @@lock_wait_timeout"
+            )
+            assert cursor.fetchone() == (5000, 5, 5)
         cursor.execute("SELECT @@character_set_connection")
         assert cursor.fetchone() == ("utf8mb4",)
 
@@ -587,3 +592,50 @@ def test_a_lock_wait_timeout_is_a_503_and_reads_do_not_wait_on_mysql(
     finally:
         other.close()
     assert Session.objects.get(session_id=SESSION_ID).kernel.state == "running"
+
+
+@on_mysql
+@pytest.mark.django_db(transaction=True)
+def test_a_frozen_database_gives_503_within_the_statement_timeout_on_mysql(
+    reporter_token: str, tmp_path: Path
+) -> None:
+    """A table lock held elsewhere (a migration's ALTER, a LOCK TABLES) stalls every
+    statement on that table, reads included: the statement timeout ends the wait."""
+    mysqldb = pytest.importorskip("MySQLdb")
+    settings_dict = connection.settings_dict
+    other = mysqldb.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=int(settings_dict["PORT"] or 3306),
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"] or "",
+        database=settings_dict["NAME"],
+    )
+    log = tmp_path / "gunicorn.log"
+    try:
+        # 500 ms: max_statement_time = 0.5 s, before the lock waits' 1 s.
+        with gunicorn_server(env={"DATABASE_STATEMENT_TIMEOUT": "500"}, log=log) as base_url:
+            headers = {**auth(reporter_token), "Content-Type": "application/json"}
+            assert request(base_url, "GET", "/api/kernel/status", headers=headers)[0] == 200
+            other.cursor().execute("LOCK TABLES kernel_status_session WRITE")
+            for method, path, body in [
+                ("GET", "/api/kernel/status", None),
+                ("POST", EVENTS_URL, b'{"events": []}'),
+            ]:
+                status, response_headers, content = request(
+                    base_url, method, path, headers=headers, body=body
+                )
+                assert status == 503, content
+                assert response_headers["Retry-After"] == "1"
+                assert json.loads(content) == {"detail": "The database is busy; retry shortly."}
+            other.cursor().execute("UNLOCK TABLES")
+            status, _, content = request(base_url, "GET", "/api/kernel/status", headers=headers)
+            assert status == 200, content
+    finally:
+        other.close()
+    logged = log.read_text()
+    if connection.mysql_is_mariadb:
+        # The statement timeout ended both waits, not a lock wait timeout.
+        assert logged.count("max_statement_time exceeded") == 2, logged
+    else:
+        # MySQL bounds SELECTs by max_execution_time, writes by the lock wait timeouts.
+        assert logged.count("Database unavailable") == 2, logged

@@ -375,3 +375,60 @@ def test_cell_counts_probe_the_busy_cell_index_on_sqlite(users: dict[str, User])
     plan = listing(sessions_for(users["owner"]), SessionFilter()).explain()
     assert plan.count("USING INDEX kernel_status_busy_cells") == 3, plan  # state and 2 counts
     assert "kernel_status_cellstatus_session_id" not in plan, plan  # the index of every cell
+
+
+@pytest.mark.skipif(connection.vendor != "mysql", reason="plan check needs MariaDB or MySQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_page_probes_the_busy_cell_index_on_mysql(users: dict[str, User]) -> None:
+    """MySQL has no partial index: the state and the queued and running counts of each
+    listed session read the (session_id, status) range of the busy statuses only, never the
+    session's idle cells (2,000 sessions of 50 cells, inserted set-based)."""
+    digits = " UNION ALL ".join(f"SELECT {d} AS d" for d in range(10))
+    with connection.cursor() as cursor:
+        # 0..1999 from digit tables: portable to MySQL, whose recursive CTEs stop at 1,000.
+        cursor.execute(
+            "INSERT INTO kernel_status_session (session_id, owner_id, notebook, created_at, "
+            "updated_at) SELECT CONCAT('p', a.d + 10 * b.d + 100 * c.d + 1000 * e.d), %s, "
+            f"'nb.py', NOW(6), NOW(6) FROM ({digits}) a CROSS JOIN ({digits}) b "
+            f"CROSS JOIN ({digits}) c CROSS JOIN ({digits}) e WHERE e.d < 2",
+            [users["owner"].pk],
+        )
+        cursor.execute(
+            "INSERT INTO kernel_status_kernelprocess (session_id, state, started_at, "
+            "last_heartbeat_at, exit_cause) SELECT id, 'running', NOW(6), NOW(6), '' "
+            "FROM kernel_status_session"
+        )
+        cursor.execute(
+            "INSERT INTO kernel_status_cellstatus (session_id, cell_id, status, stale, "
+            "notified_at) SELECT s.id, CONCAT('c', a.d + 10 * b.d), CASE WHEN a.d + b.d = 0 "
+            "AND s.id % 7 = 0 THEN 'running' ELSE 'idle' END, false, NOW(6) "
+            f"FROM kernel_status_session s CROSS JOIN ({digits}) a CROSS JOIN ({digits}) b "
+            "WHERE b.d < 5"
+        )
+        cursor.execute("ANALYZE TABLE kernel_status_cellstatus, kernel_status_session")
+        cursor.fetchall()
+    assert Session.objects.count() >= 2000
+    grant_view_all(users["stranger"])
+    stranger = User.objects.get(pk=users["stranger"].pk)
+    for user in (stranger, users["owner"]):
+        page = listing(sessions_for(user), SessionFilter()).order_by("pk")[:101]
+        sql, params = page.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {sql}", params)
+            names = [column[0] for column in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        cell_reads = [
+            row for row in rows if "kernel_status_busy_cells" in (row["possible_keys"] or "")
+        ]
+        # The state's probes (one per busy status) and the two counts.
+        assert len(cell_reads) == 4, rows
+        for row in cell_reads:
+            assert row["key"] == "kernel_status_busy_cells", rows
+            assert row["type"] in ("range", "ref"), rows
+            # Both columns: session_id (8 bytes) and status (varchar(32) in utf8mb4, 4 bytes
+            # a character + 2), so the probe never reads the idle cells.
+            assert int(row["key_len"]) == 8 + 32 * 4 + 2, rows
+        # The page walks the sessions' primary key, not a sort of every session.
+        (session_read,) = [row for row in rows if row["table"] == "kernel_status_session"]
+        assert session_read["key"] == "PRIMARY", rows
+        assert "filesort" not in (session_read["Extra"] or ""), rows
