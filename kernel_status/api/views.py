@@ -20,7 +20,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,6 +29,7 @@ from kernel_status.api.openapi.operations import events_schema, sessions_schema,
 from kernel_status.api.pagination import SessionCursorPagination
 from kernel_status.api.parsers import EventBatchParser, check_length
 from kernel_status.api.permissions import CanReportKernelEvents, HasSessionEditAccess, IsActiveUser
+from kernel_status.api.renderers import JSONRenderer
 from kernel_status.api.serializers import (
     KernelEventBatchResultSerializer,
     KernelSessionSerializer,

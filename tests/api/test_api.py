@@ -168,8 +168,12 @@ def test_inactive_superuser_has_no_access(
         ("abc\tdef", "The Marimo-Session-Id header contains control characters."),
         ("abc\x7f", "The Marimo-Session-Id header contains control characters."),
         ("abc\xc2\x85", "The Marimo-Session-Id header contains control characters."),
+        (
+            "a\udfff",  # only a test client can send one: servers decode bytes
+            "The Marimo-Session-Id header contains a lone surrogate, which is not valid Unicode.",
+        ),
     ],
-    ids=["missing", "empty", "blank", "too-long", "nul", "tab", "del", "c1"],
+    ids=["missing", "empty", "blank", "too-long", "nul", "tab", "del", "c1", "surrogate"],
 )
 def test_bad_header_gets_400_saying_what_is_wrong(
     make_session: MakeSession,
