@@ -8,7 +8,8 @@ Passes ``manage.py check --deploy`` with no warnings. Required environment:
 - ``DATABASE_URL``: PostgreSQL, for example ``postgres://kernel_status@db:5432/kernel_status``.
 
 Optional: ``DJANGO_NUM_PROXIES``, the number of reverse proxies in front of Django (default
-1; 0 when clients connect directly).
+1; 0 when clients connect directly); ``DJANGO_API_DOCS_PUBLIC=1`` serves the API schema and
+docs pages (``/api/schema/``, ``/api/docs/``) without authentication.
 
 It assumes TLS ends at a proxy that sets ``X-Forwarded-Proto: https`` (and strips it from
 clients) and appends the client's address to ``X-Forwarded-For``. See docs/deployment.md.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 
 from project.settings import *  # noqa: F403
-from project.settings import REST_FRAMEWORK
+from project.settings import REST_FRAMEWORK, SPECTACULAR_SETTINGS
 
 DEBUG = False
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
@@ -40,3 +41,12 @@ SECURE_HSTS_PRELOAD = True
 # the Nth address from the right of X-Forwarded-For. Unset, every caller would have the
 # proxy's IP, and one client's bad tokens would lock every other client out.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "NUM_PROXIES": int(os.environ.get("DJANGO_NUM_PROXIES", "1"))}
+
+# The schema and docs pages only for authenticated callers (a token, or a session from the
+# admin's login in a browser): they map every endpoint, parameter and error for whoever asks.
+# drf-spectacular reads these when its views are imported, so they are set here, not later.
+if os.environ.get("DJANGO_API_DOCS_PUBLIC") != "1":
+    SPECTACULAR_SETTINGS = {
+        **SPECTACULAR_SETTINGS,
+        "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    }

@@ -160,7 +160,7 @@ class KernelStatusView(KernelAPIView[Session]):
     permission_classes = [HasSessionEditAccess]
     throttle_classes = [StatusRateThrottle]
     serializer_class = KernelStatusResponseSerializer
-    http_method_names = ["get"]
+    http_method_names = ["get", "head"]  # HEAD: GET's answer without the body (RFC 9110 9.3.2)
     success_cache_control = "private, no-cache"
 
     def get_object(self) -> Session:
@@ -231,7 +231,7 @@ class KernelSessionListView(KernelAPIView[Session]):
     throttle_classes = [SessionsRateThrottle]
     serializer_class = KernelSessionSerializer
     pagination_class = SessionCursorPagination  # type: ignore[assignment]
-    http_method_names = ["get"]
+    http_method_names = ["get", "head"]
 
     def get_queryset(self) -> QuerySet[Session]:
         return listing(sessions_for(self.request.user), self.get_filters())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -587,3 +588,108 @@ def test_a_lock_wait_timeout_is_a_503_and_reads_do_not_wait_on_mysql(
     finally:
         other.close()
     assert Session.objects.get(session_id=SESSION_ID).kernel.state == "running"
+
+
+# --- short bodies ----------------------------------------------------------------------------
+
+
+def raw_exchange(base_url: str, head: bytes, body: bytes, *, timeout: float = 30) -> bytes:
+    """Send ``head`` and ``body`` on one connection, close our side, read the whole answer."""
+    parts = urlsplit(base_url)
+    with socket.create_connection((parts.hostname or "", parts.port or 80), timeout) as sock:
+        sock.sendall(head + body)
+        sock.shutdown(socket.SHUT_WR)  # the half-close: nothing more will come
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def parse_answer(raw: bytes) -> tuple[int, dict[str, str], bytes]:
+    head, _, content = raw.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), headers, content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_shorter_than_its_length_gets_400_over_real_http(
+    reporter_token: str, session: Session
+) -> None:
+    body = b'{"events": []}'  # valid JSON, but only 14 of the 100 bytes announced
+
+    def post_raw(length: int) -> tuple[int, dict[str, str], bytes]:
+        head = (
+            f"POST {EVENTS_URL} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Authorization: Token {reporter_token}\r\nMarimo-Session-Id: {SESSION_ID}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        return parse_answer(raw_exchange(base_url, head, body))
+
+    with gunicorn_server() as base_url:
+        status, headers, content = post_raw(100)
+        assert status == 400
+        assert headers["Content-Type"] == "application/json"
+        assert json.loads(content) == {
+            "detail": "The body has 14 bytes, fewer than its Content-Length (100)."
+        }
+        status, _, content = post_raw(len(body))  # the same body, its length told right
+        assert (status, json.loads(content)) == (200, {"applied": 0, "ignored_older": 0})
+
+
+# --- HEAD ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_head_answers_as_get_without_a_body_over_real_http(
+    reporter_token: str, session: Session
+) -> None:
+    headers = auth(reporter_token)
+    with gunicorn_server() as base_url:
+        for path in ["/api/kernel/status", "/api/kernel/sessions"]:
+            get = request(base_url, "GET", path, headers=headers)
+            head = request(base_url, "HEAD", path, headers=headers)
+            assert (get[0], head[0]) == (200, 200)
+            assert head[2] == b""
+            assert int(head[1]["Content-Length"]) == len(get[2]) > 0
+            for name in ["Content-Type", "Cache-Control", "ETag"]:
+                assert head[1].get(name) == get[1].get(name)
+        unknown = request(
+            base_url, "HEAD", "/api/kernel/status", headers={**headers, "Marimo-Session-Id": "x"}
+        )
+        assert (unknown[0], unknown[2]) == (404, b"")  # an error too: GET's, without the body
+        assert unknown[1]["Content-Type"] == "application/json"
+
+
+# --- the API's schema and docs pages -----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("public", [False, True])
+def test_production_settings_serve_the_schema_and_docs_only_to_authenticated_callers(
+    reporter_token: str, public: bool
+) -> None:
+    env = {
+        "DJANGO_SECRET_KEY": "k" + os.urandom(40).hex(),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        **({"DJANGO_API_DOCS_PUBLIC": "1"} if public else {}),
+    }
+    https = {"X-Forwarded-Proto": "https"}  # as the TLS proxy says; else a redirect to HTTPS
+    with gunicorn_server("project.settings_production", env=env) as base_url:
+        for path, content_type in [
+            ("/api/schema/", "application/vnd.oai.openapi"),
+            ("/api/docs/", "text/html"),
+        ]:
+            anonymous = request(base_url, "GET", path, headers=https)
+            token = request(
+                base_url, "GET", path, headers={**https, "Authorization": f"Token {reporter_token}"}
+            )
+            assert token[0] == 200
+            assert token[1]["Content-Type"].startswith(content_type)
+            if public:
+                assert anonymous[0] == 200
+            else:
+                assert anonymous[0] == 401
+                assert anonymous[1]["WWW-Authenticate"] == "Token"
+                assert b"kernel_status" not in anonymous[2]  # nothing of the API leaks

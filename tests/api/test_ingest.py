@@ -313,6 +313,11 @@ def test_bad_header_gets_400(session: Session, reporter: APIClient, value: str |
     assert response.json()["detail"].startswith("The Marimo-Session-Id header ")
 
 
+def test_head_gets_405(session: Session, reporter: APIClient) -> None:
+    response = reporter.head(EVENTS_URL, headers={"Marimo-Session-Id": "s1"})
+    assert (response.status_code, response["Allow"], response.content) == (405, "POST", b"")
+
+
 def test_get_gets_405(session: Session, reporter: APIClient) -> None:
     response = reporter.get(EVENTS_URL, headers={"Marimo-Session-Id": "s1"})
     assert response.status_code == 405
