@@ -9,7 +9,10 @@ Passes ``manage.py check --deploy`` with no warnings. Required environment:
 
 Optional: ``DJANGO_NUM_PROXIES``, the number of reverse proxies in front of Django (default
 1; 0 when clients connect directly); ``DJANGO_API_DOCS_PUBLIC=1`` serves the API schema and
-docs pages (``/api/schema/``, ``/api/docs/``) without authentication.
+docs pages (``/api/schema/``, ``/api/docs/``) without authentication; ``REDIS_URL``, for
+example ``redis://127.0.0.1:6379/0``, keeps the cache (the rate limits' counters) in Redis,
+shared by every worker. Without it the cache is per process, and check kernel_status.W002
+warns that the limits multiply with the workers.
 
 It assumes TLS ends at a proxy that sets ``X-Forwarded-Proto: https`` (and strips it from
 clients) and appends the client's address to ``X-Forwarded-For``. See docs/deployment.md.
@@ -49,4 +52,17 @@ if os.environ.get("DJANGO_API_DOCS_PUBLIC") != "1":
     SPECTACULAR_SETTINGS = {
         **SPECTACULAR_SETTINGS,
         "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    }
+
+# The rate limits count in the default cache: in Redis, one count for every worker and
+# server, with atomic increments. Short socket timeouts: a Redis that hangs costs a request
+# at most a second, and the limits let it through (kernel_status.api.throttling).
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": os.environ.get("DJANGO_CACHE_KEY_PREFIX", "kernel_status"),
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
     }

@@ -113,7 +113,12 @@ class KernelAPIView(GenericAPIView[_M]):
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, NotAuthenticated | AuthenticationFailed):
-            self.failed_auth_throttle_class().record_failure(self.request, self)
+            # This request's throttle holds its place in the window (allow_request).
+            throttle = getattr(self, "failed_auth_throttle", None)
+            if throttle is None:
+                throttle = self.failed_auth_throttle_class()
+                throttle.allow_request(self.request, self)
+            throttle.record_failure(self.request, self)
         if isinstance(exc, OperationalError | InterfaceError):
             # A locked SQLite file, a PostgreSQL statement or lock timeout, a connection that
             # failed or was lost: retrying is the answer.
@@ -133,6 +138,9 @@ class KernelAPIView(GenericAPIView[_M]):
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
+        throttle = getattr(self, "failed_auth_throttle", None)
+        if throttle is not None:  # ended without a 401: it was no failed authentication
+            throttle.release()
         # The mirror changes constantly: no answer may be used without asking again, and
         # errors may not be stored at all.
         success = response.status_code in (200, 304)
