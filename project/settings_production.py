@@ -54,6 +54,9 @@ if os.environ.get("DJANGO_API_DOCS_PUBLIC") != "1":
         "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     }
 
+# Several workers: a per-process cache would multiply the limits (silenced for the demo only).
+SILENCED_SYSTEM_CHECKS = []
+
 # The rate limits count in the default cache: in Redis, one count for every worker and
 # server, with atomic increments. Short socket timeouts: a Redis that hangs costs a request
 # at most a second, and the limits let it through (kernel_status.api.throttling).
