@@ -62,7 +62,7 @@ $(BIN)/.installed-demo: pyproject.toml | $(BIN)/python
 
 $(BIN)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
-	$(BIN)/python -m pip install --quiet -e '.[demo,marimo,mysql]' --group dev
+	$(BIN)/python -m pip install --quiet -e '.[demo,marimo,mysql,redis]' --group dev
 	touch $@ $(BIN)/.installed-demo
 
 install: $(BIN)/.installed
@@ -115,7 +115,7 @@ test-mariadb: install
 $(BIN6)/.installed: pyproject.toml
 	$(PYTHON312) -m venv $(VENV_DJANGO6)
 	$(BIN6)/python -m pip install --quiet --upgrade 'pip>=25.1'
-	$(BIN6)/python -m pip install --quiet -e '.[demo,marimo,mysql]' --group dev '$(DJANGO6)'
+	$(BIN6)/python -m pip install --quiet -e '.[demo,marimo,mysql,redis]' --group dev '$(DJANGO6)'
 	touch $@
 
 # The suite with the newest Django 6 on Python 3.12: on SQLite, then on PostgreSQL when it

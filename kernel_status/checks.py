@@ -37,6 +37,50 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *check_database_vendors(),
         *_check_token_authentication(),
         *_check_throttle_rates(),
+        *_check_throttle_cache(),
+    ]
+
+
+# Caches whose counts are per process: under several workers each keeps its own, and the
+# limits multiply by the number of workers (or, for DummyCache, do not hold at all).
+PER_PROCESS_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _check_throttle_cache() -> list[CheckMessage]:
+    """Rate limits on, DEBUG off, and the default cache per process: W002."""
+    from django.core.cache import DEFAULT_CACHE_ALIAS
+    from rest_framework.settings import api_settings
+
+    from kernel_status.api.throttling import throttle_rate
+    from kernel_status.conf import DEFAULT_RATES, parse_rate
+
+    rates = api_settings.DEFAULT_THROTTLE_RATES
+    if settings.DEBUG or (rates is not None and not isinstance(rates, Mapping)):
+        return []
+    try:
+        on = [scope for scope in DEFAULT_RATES if parse_rate(throttle_rate(scope)) is not None]
+    except (TypeError, KeyError, ValueError):  # rates DRF cannot use: E009 says so
+        return []
+    backend = settings.CACHES.get(DEFAULT_CACHE_ALIAS, {}).get("BACKEND", "")
+    try:
+        backend_class = import_string(backend)
+    except ImportError:
+        return []  # Django's own cache checks report a backend that cannot be imported
+    per_process = tuple(import_string(name) for name in PER_PROCESS_CACHES)
+    if not on or not (isinstance(backend_class, type) and issubclass(backend_class, per_process)):
+        return []
+    return [
+        Warning(
+            f"Rate limits are on ({', '.join(on)}), but the default cache is "
+            f"{backend_class.__name__}, which each process keeps for itself: with N workers "
+            "every limit lets N times its rate through.",
+            hint="Use a shared cache with atomic increments for CACHES['default'], such as "
+            "django.core.cache.backends.redis.RedisCache or Memcached.",
+            id="kernel_status.W002",
+        )
     ]
 
 

@@ -22,16 +22,26 @@ _CONTROL = r"\x00-\x1f\x7f-\x9f"
 ID_PATTERN = rf"^[^{_CONTROL}]*[^\s{_CONTROL}][^{_CONTROL}]*$"
 _ID_RE = re.compile(ID_PATTERN)
 _CONTROL_RE = re.compile(rf"[{_CONTROL}]")
+# Lone surrogates (U+D800-U+DFFF): JSON's "\ud800" escape makes one, but no UTF-8 text holds
+# it, so PostgreSQL refuses it in a JSON parameter and MariaDB in a utf8mb4 column. Not in
+# ID_PATTERN: ECMA-262 (without the u flag) sees every character above U+FFFF as two
+# surrogates, so the same class would refuse emoji there; clients cannot send one in UTF-8.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def id_schema(max_length: int) -> dict[str, object]:
-    """The OpenAPI schema of an id, the same constraints as :func:`_id_problem`."""
+    """The OpenAPI schema of an id, the same constraints as :func:`_id_problem` but one: no
+    lone surrogates, which UTF-8 cannot carry (see ``_SURROGATE_RE``)."""
     return {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": ID_PATTERN}
 
 
 def _id_problem(value: str, max_length: int) -> str | None:
     if _ID_RE.fullmatch(value) is not None:
-        return None if len(value) <= max_length else _too_long(max_length)
+        if len(value) > max_length:
+            return _too_long(max_length)
+        if _SURROGATE_RE.search(value):
+            return str(_("contains a lone surrogate, which is not valid Unicode"))
+        return None
     if _CONTROL_RE.search(value):
         return str(_("contains control characters"))
     return str(_("is empty"))

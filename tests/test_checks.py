@@ -17,7 +17,13 @@ from kernel_status.checks import (
     check_settings,
     check_sqlite_transaction_mode,
 )
-from kernel_status.throttle_rates import DEFAULT_RATES, FAILED_AUTH_SCOPE, STATUS_SCOPE, parse_rate
+from kernel_status.throttle_rates import (
+    DEFAULT_RATES,
+    FAILED_AUTH_SCOPE,
+    NO_THROTTLES,
+    STATUS_SCOPE,
+    parse_rate,
+)
 
 
 def check_ids() -> list[str]:
@@ -170,9 +176,59 @@ def test_a_throttle_rate_drf_cannot_use_is_e009(scope: str, rate: object) -> Non
     assert repr(rate) in messages[0].msg
 
 
+REDIS = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache"}}
+
+
 @pytest.mark.parametrize("rate", [None, "1/s", "600/min", "12000/minute", "5/h", "100/day"])
 def test_usable_throttle_rates_pass(rate: str | None) -> None:
-    with throttle_rates(dict.fromkeys(DEFAULT_RATES, rate)):
+    with throttle_rates(dict.fromkeys(DEFAULT_RATES, rate)), override_settings(CACHES=REDIS):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.cache.backends.locmem.LocMemCache",
+        "django.core.cache.backends.dummy.DummyCache",
+    ],
+)
+def test_rate_limits_on_a_per_process_cache_are_w002(backend: str) -> None:
+    with (
+        throttle_rates({**NO_THROTTLES, FAILED_AUTH_SCOPE: "30/min", STATUS_SCOPE: "9/s"}),
+        override_settings(CACHES={"default": {"BACKEND": backend}}),
+    ):
+        messages = check_settings()
+    assert [message.id for message in messages] == ["kernel_status.W002"]
+    assert f"({STATUS_SCOPE}, {FAILED_AUTH_SCOPE})" in messages[0].msg
+    assert backend.rsplit(".", 1)[1] in messages[0].msg
+
+
+def test_the_default_rates_on_the_default_cache_are_w002() -> None:
+    rest_framework = {k: v for k, v in settings.REST_FRAMEWORK.items() if "THROTTLE" not in k}
+    with override_settings(REST_FRAMEWORK=rest_framework):  # no CACHES: LocMemCache
+        assert check_ids() == ["kernel_status.W002"]
+
+
+@pytest.mark.parametrize(
+    ("debug", "rates", "caches"),
+    [
+        (True, DEFAULT_RATES, None),  # runserver, the demo: one process
+        (False, NO_THROTTLES, None),  # no limits to multiply
+        (False, DEFAULT_RATES, REDIS),
+        (
+            False,
+            DEFAULT_RATES,
+            {"default": {"BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache"}},
+        ),
+    ],
+)
+def test_shared_caches_no_limits_or_debug_pass_w002(
+    debug: bool, rates: object, caches: object
+) -> None:
+    with (
+        throttle_rates(rates),
+        override_settings(DEBUG=debug, **({"CACHES": caches} if caches else {})),
+    ):
         assert check_ids() == []
 
 

@@ -15,6 +15,7 @@ from tests.utils import MakeSession
     [
         ("x" * 129, "at most 128 characters"),
         ("a\nb", "contains control characters"),
+        ("a\ud800b", "contains a lone surrogate"),
         (" ", "is empty"),
     ],
 )

@@ -137,6 +137,14 @@ def post(client: APIClient, body: Any, session_id: str | None = SESSION_ID, **ex
     return client.post(EVENTS_URL, body, format="json", headers=headers, **extra)
 
 
+def post_text(client: APIClient, text: str, session_id: str = SESSION_ID) -> Any:
+    """POST a body as given: the test client's JSON renderer cannot encode a lone surrogate,
+    which JSON's escapes can carry (``json.dumps`` writes ``"\\ud800"``)."""
+    return client.post(
+        EVENTS_URL, text, content_type="application/json", headers={"Marimo-Session-Id": session_id}
+    )
+
+
 def cells(*statuses: CellRuntimeState, stale: bool = False) -> list[tuple[str, bool]]:
     return [(status, stale) for status in statuses]
 

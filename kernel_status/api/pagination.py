@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
@@ -38,9 +40,22 @@ class SessionCursorPagination(CursorPagination):
             cursor = super().decode_cursor(request)
         except NotFound:
             raise InvalidCursor() from None
+        if cursor is None:
+            return None
+        # DRF decodes leniently: base64 skips characters outside its alphabet, so "%%%" or ""
+        # read as the first page. Only a cursor written exactly as this server writes it is
+        # one it issued.
+        if request.query_params[self.cursor_query_param] != self._written(cursor):
+            raise InvalidCursor()
         # The position is compared with the integer primary key: a crafted cursor with text
         # there would reach the database as a bad value.
-        position = None if cursor is None else cursor.position
+        position = cursor.position
         if position is not None and not str(position).lstrip("-").isdigit():
             raise InvalidCursor()
         return cursor
+
+    def _written(self, cursor: Cursor) -> str | None:
+        """The ``cursor`` parameter of the link that DRF writes for ``cursor``."""
+        query = parse_qs(urlsplit(self.encode_cursor(cursor)).query)
+        values = query.get(self.cursor_query_param)
+        return values[0] if values else None

@@ -1,12 +1,14 @@
 """What HTTP does with a batch's body before ingestion: its length and its JSON.
 
 DRF reads the body as a stream, past Django's own check of ``DATA_UPLOAD_MAX_MEMORY_SIZE``,
-so the limits are checked here: 411 without a length, 413 for too many bytes, 400 for JSON
-nested too deeply, and 413 for too many events before any is validated.
+so the limits are checked here: 411 without a length, 413 for too many bytes, 400 for a body
+shorter than its length, 400 for JSON nested too deeply, and 413 for too many events before
+any is validated.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,13 +30,29 @@ class EventBatchParser(JSONParser):
     """
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        # The whole body, as json.load would read it: its size was checked (check_length).
+        raw: bytes = stream.read()
+        announced = _content_length((parser_context or {}).get("request"))
+        if announced is not None and len(raw) < announced:
+            # The client closed its side early: WSGI servers hand on what arrived, which may
+            # be valid JSON that is not what was sent.
+            raise ParseError(
+                f"The body has {len(raw)} bytes, fewer than its Content-Length ({announced})."
+            )
         try:
-            body = super().parse(stream, media_type, parser_context)
+            body = super().parse(io.BytesIO(raw), media_type, parser_context)
         except RecursionError:
             raise ParseError("JSON parse error - nested too deeply.") from None
         if isinstance(body, Mapping):
             check_batch_size(body.get("events"))
         return body
+
+
+def _content_length(request: Request | None) -> int | None:
+    try:
+        return int(request.META["CONTENT_LENGTH"]) if request is not None else None
+    except (KeyError, ValueError):
+        return None
 
 
 def check_length(request: Request) -> None:

@@ -20,7 +20,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException, AuthenticationFailed, NotAuthenticated
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -29,6 +29,7 @@ from kernel_status.api.openapi.operations import events_schema, sessions_schema,
 from kernel_status.api.pagination import SessionCursorPagination
 from kernel_status.api.parsers import EventBatchParser, check_length
 from kernel_status.api.permissions import CanReportKernelEvents, HasSessionEditAccess, IsActiveUser
+from kernel_status.api.renderers import JSONRenderer
 from kernel_status.api.serializers import (
     KernelEventBatchResultSerializer,
     KernelSessionSerializer,
@@ -112,7 +113,12 @@ class KernelAPIView(GenericAPIView[_M]):
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, NotAuthenticated | AuthenticationFailed):
-            self.failed_auth_throttle_class().record_failure(self.request, self)
+            # This request's throttle holds its place in the window (allow_request).
+            throttle = getattr(self, "failed_auth_throttle", None)
+            if throttle is None:
+                throttle = self.failed_auth_throttle_class()
+                throttle.allow_request(self.request, self)
+            throttle.record_failure(self.request, self)
         if isinstance(exc, OperationalError | InterfaceError):
             # A locked SQLite file, a PostgreSQL statement or lock timeout, a connection that
             # failed or was lost: retrying is the answer.
@@ -132,6 +138,9 @@ class KernelAPIView(GenericAPIView[_M]):
         self, request: Request, response: Response, *args: Any, **kwargs: Any
     ) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
+        throttle = getattr(self, "failed_auth_throttle", None)
+        if throttle is not None:  # ended without a 401: it was no failed authentication
+            throttle.release()
         # The mirror changes constantly: no answer may be used without asking again, and
         # errors may not be stored at all.
         success = response.status_code in (200, 304)
@@ -159,7 +168,7 @@ class KernelStatusView(KernelAPIView[Session]):
     permission_classes = [HasSessionEditAccess]
     throttle_classes = [StatusRateThrottle]
     serializer_class = KernelStatusResponseSerializer
-    http_method_names = ["get"]
+    http_method_names = ["get", "head"]  # HEAD: GET's answer without the body (RFC 9110 9.3.2)
     success_cache_control = "private, no-cache"
 
     def get_object(self) -> Session:
@@ -230,7 +239,7 @@ class KernelSessionListView(KernelAPIView[Session]):
     throttle_classes = [SessionsRateThrottle]
     serializer_class = KernelSessionSerializer
     pagination_class = SessionCursorPagination  # type: ignore[assignment]
-    http_method_names = ["get"]
+    http_method_names = ["get", "head"]
 
     def get_queryset(self) -> QuerySet[Session]:
         return listing(sessions_for(self.request.user), self.get_filters())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from kernel_status.models import CellStatus, KernelProcess, Session
-from tests.utils import EVENTS_URL, cell_op, get_status, post
+from tests.utils import EVENTS_URL, cell_op, get_status, post, post_text
 
 OPS_MESSAGE = 'Must be one of: "cell-op", "kernel-started", "kernel-heartbeat", "kernel-stopped".'
 NULL_MESSAGE = "This field may not be null."
@@ -188,6 +189,11 @@ def test_permission_granted_directly_works(session: Session, users: dict[str, Us
         (cell_op("a", "done", NOW), "data.status", '"done" is not a valid choice.'),
         (cell_op("", "idle", NOW), "data.cell_id", "This field may not be blank."),
         (cell_op("a\x01", "idle", NOW), "data.cell_id", "Cell id contains control characters."),
+        (
+            cell_op("\ud800", "idle", NOW),
+            "data.cell_id",
+            "Cell id contains a lone surrogate, which is not valid Unicode.",
+        ),
         (cell_op("a", "idle", "yesterday"), "data.timestamp", "A valid number is required."),
         (
             cell_op("a", "idle", -1),
@@ -228,7 +234,7 @@ def test_invalid_item_is_named_and_nothing_is_applied(
     session: Session, reporter: APIClient, item: Any, field: str, message: str
 ) -> None:
     body = {"events": [cell_op("ok", "running", NOW), {"op": "kernel-heartbeat", "data": {}}, item]}
-    response = post(reporter, body)
+    response = post_text(reporter, json.dumps(body))
     assert response.status_code == 400
     where = f"events[2].{field}" if field else "events[2]"
     assert response.json() == {
@@ -300,11 +306,16 @@ def test_unknown_session_gets_404(session: Session, reporter: APIClient) -> None
     assert not CellStatus.objects.exists()
 
 
-@pytest.mark.parametrize("value", [None, "", "x" * 129, "a\x00b"])
+@pytest.mark.parametrize("value", [None, "", "x" * 129, "a\x00b", "\ud800"])
 def test_bad_header_gets_400(session: Session, reporter: APIClient, value: str | None) -> None:
     response = post(reporter, {"events": []}, session_id=value)
     assert response.status_code == 400
     assert response.json()["detail"].startswith("The Marimo-Session-Id header ")
+
+
+def test_head_gets_405(session: Session, reporter: APIClient) -> None:
+    response = reporter.head(EVENTS_URL, headers={"Marimo-Session-Id": "s1"})
+    assert (response.status_code, response["Allow"], response.content) == (405, "POST", b"")
 
 
 def test_get_gets_405(session: Session, reporter: APIClient) -> None:

@@ -7,27 +7,29 @@ accept what the serializer refuses, nor read anything differently.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from hypothesis import given
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from kernel_status import mirror
+from kernel_status.api import views
 from kernel_status.choices import CellRuntimeState
 from kernel_status.events import from_epoch
 from kernel_status.mirror import ingest
 from kernel_status.mirror.ingest import fast_cell_ops
 from kernel_status.mirror.wire import KernelEventBatchSerializer
 from kernel_status.models import CellStatus, KernelProcess, Session
-from tests.utils import cell_op, post
+from tests.utils import SESSION_ID, cell_op, post, post_text
 
 RECEIVED_AT = timezone.now().replace(microsecond=0)
 NOW = RECEIVED_AT.timestamp()
@@ -67,7 +69,7 @@ timestamps = st.one_of(
 cell_ids = st.one_of(
     st.text(max_size=8),  # includes empty, blank, control characters
     st.text(alphabet="xy", min_size=126, max_size=130),  # around the 128 limit
-    st.sampled_from(["a", " a ", "\t", "", "a\x00b", "a\x85", "Hbdk"]),
+    st.sampled_from(["a", " a ", "\t", "", "a\x00b", "a\x85", "Hbdk", "\ud800", "a\udfff"]),
     st.integers(),
     st.none(),
     st.booleans(),
@@ -245,13 +247,18 @@ def test_a_batch_of_cell_ops_is_applied_and_answered_as_through_the_serializer(
             "Is more than KERNEL_STATUS_MAX_CLOCK_SKEW (300 s) ahead of the server clock.",
         ),
         ({"op": "cell-op", "data": None}, "data", "This field may not be null."),
+        (  # was a 500 on PostgreSQL: the fast path took it, and no JSON may hold it
+            cell_op("\ud800", "idle", NOW),
+            "data.cell_id",
+            "Cell id contains a lone surrogate, which is not valid Unicode.",
+        ),
     ],
 )
 def test_one_invalid_cell_op_gets_the_serializers_400(
     session: Session, reporter: APIClient, item: Any, field: str, message: str
 ) -> None:
     body = {"events": [cell_op("ok", "running", NOW), item, cell_op("ok2", "idle", NOW)]}
-    response = post(reporter, body)
+    response = post_text(reporter, json.dumps(body))  # "\ud800" escaped, as JSON allows
     assert response.status_code == 400
     assert response.json() == {
         "detail": f"Invalid event batch: events[1].{field}: {message}",
@@ -259,3 +266,137 @@ def test_one_invalid_cell_op_gets_the_serializers_400(
     }
     assert not CellStatus.objects.exists()
     assert not KernelProcess.objects.exists()
+
+
+# --- the endpoint's answers: the fast path changes none ------------------------------------
+
+odd_numbers = st.one_of(
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(),  # NaN and infinities become JSON's non-standard NaN and Infinity tokens
+    st.sampled_from([10**400, -(10**400), 2**63, 2**31, 1e308, 5e-324, -0.0, NOW]),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", "0x10", "1_000", " 1"]),
+)
+odd_text = st.one_of(
+    st.text(max_size=6),
+    st.text(st.characters(categories=["Cs", "Cc", "Zs"]), min_size=1, max_size=3),
+    st.sampled_from(["\ud800", "a\udfff", "\udbff\udc00", "\x00", "a\x00", "😀"]),
+    st.integers(min_value=127, max_value=10_000).map(lambda length: "x" * length),
+)
+junk = st.recursive(
+    st.none() | st.booleans() | odd_numbers | odd_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(odd_text, inner, max_size=3),
+    max_leaves=8,
+)
+OPS = ["cell-op", "kernel-started", "kernel-heartbeat", "kernel-stopped"]
+
+
+valid_cell_op_data = st.fixed_dictionaries(
+    {
+        "cell_id": st.text("abcXYZ09-_ é😀", min_size=1, max_size=10),
+        "status": st.sampled_from([*CellRuntimeState.values, None]),
+        "timestamp": st.floats(min_value=0, max_value=NOW),
+    },
+    optional={"stale_inputs": st.booleans(), "output": st.none()},
+)
+
+
+@st.composite
+def odd_cell_op(draw: st.DrawFn, data: st.SearchStrategy[dict[str, Any]]) -> dict[str, Any]:
+    """A cell-op frame of ``data``, now and then with a value replaced by an odd one."""
+    drawn = draw(data)
+    for key, strategy in [
+        ("cell_id", odd_text),
+        ("timestamp", odd_numbers),
+        ("status", junk),
+        ("stale_inputs", junk),
+        ("output", junk),
+    ]:
+        if draw(st.integers(0, 14)) == 0:
+            drawn[key] = draw(strategy)
+    return {"op": "cell-op", "data": drawn}
+
+
+lifecycle_event = st.fixed_dictionaries(
+    {
+        "op": st.one_of(st.sampled_from(OPS), junk),
+        "data": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "timestamp": st.one_of(timestamps, odd_numbers),
+                    "exit_code": odd_numbers,
+                    "cause": odd_text,
+                },
+            ),
+            junk,
+        ),
+    }
+)
+# Batches of cell-ops, valid but for a value now and then, which the fast path may take;
+# batches of any cell-op data; batches of anything; anything.
+event_items = st.one_of(odd_cell_op(cell_op_data()), lifecycle_event, junk)
+batches = st.one_of(
+    st.fixed_dictionaries(
+        {"events": st.lists(odd_cell_op(valid_cell_op_data), min_size=1, max_size=4)}
+    ),
+    st.fixed_dictionaries({"events": st.lists(odd_cell_op(cell_op_data()), max_size=4)}),
+    st.fixed_dictionaries({"events": st.lists(event_items, max_size=4)}),
+    junk,
+)
+
+
+def answer(client: APIClient, text: str) -> tuple[int, Any, list[tuple[Any, ...]], list[Any]]:
+    """The endpoint's answer to ``text`` and what it stored, then rolled back."""
+    with transaction.atomic():
+        response = post_text(client, text)
+        result = (
+            response.status_code,
+            response.json(),
+            stored(SESSION_ID),
+            list(KernelProcess.objects.values_list("state", "started_at", "stopped_at")),
+        )
+        transaction.set_rollback(True)
+    return result
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=batches)
+def test_the_fast_path_and_the_serializer_answer_every_batch_alike(
+    session: Session, reporter: APIClient, monkeypatch: pytest.MonkeyPatch, body: Any
+) -> None:
+    """Over HTTP, on this run's database: the answer (status, body, stored rows) is the same
+    with the fast path as through the serializer alone, and never a 500."""
+    # One clock for both requests: an event stamped near the clock guard's horizon, or one
+    # stamped on arrival, is read alike by both.
+    monkeypatch.setattr(views, "timezone", type("Clock", (), {"now": lambda: RECEIVED_AT}))
+    taken: list[bool] = []
+
+    def fast(body: Any, received_at: datetime) -> list[Any] | None:
+        events = fast_cell_ops(body, received_at)  # the module's own, as imported
+        taken.append(events is not None)
+        return events
+
+    text = json.dumps(body)
+    monkeypatch.setattr(ingest, "fast_cell_ops", fast)
+    with_fast_path = answer(reporter, text)
+    monkeypatch.setattr(ingest, "fast_cell_ops", lambda body, received_at: None)
+    serializer_only = answer(reporter, text)
+
+    assert with_fast_path[0] != 500, with_fast_path[1]
+    assert serializer_only[0] != 500, serializer_only[1]
+    assert with_fast_path == serializer_only
+    event(f"fast path: {bool(taken and taken[0])}, answer: {with_fast_path[0]}")
+    if taken and taken[0]:
+        assert with_fast_path[0] == 200
+        assert assert_parity(json.loads(text), RECEIVED_AT)
+
+
+def test_a_400_that_quotes_a_lone_surrogate_is_json(session: Session, reporter: APIClient) -> None:
+    # DRF's renderer could not encode the message as UTF-8, and Django answered with HTML.
+    response = post_text(reporter, json.dumps({"events": [cell_op("a", "\ud800", NOW)]}))
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    assert b'"\\"\\ud800\\" is not a valid choice."' in response.content
+    assert response.json()["errors"] == [
+        {"index": 0, "field": "data.status", "message": '"\ud800" is not a valid choice.'}
+    ]

@@ -155,6 +155,14 @@ def test_id_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
     assert by_schema == (session_id_problem(value) is None) == (cell_id_problem(value) is None)
 
 
+@pytest.mark.parametrize("value", ["\ud800", "a\udfffb"])
+def test_a_lone_surrogate_is_the_one_rule_the_pattern_does_not_state(value: str) -> None:
+    # ECMA-262 without the u flag reads U+1F600 as two surrogates, so a class that excluded
+    # them would refuse emoji in clients; UTF-8, the body's encoding, cannot carry one anyway.
+    assert re.fullmatch(ID_SCHEMA["pattern"], value) is not None
+    assert session_id_problem(value) == cell_id_problem(value) is not None
+
+
 def test_listing_documents_filters_pages_and_errors(schema: dict[str, Any]) -> None:
     operation = schema["paths"]["/api/kernel/sessions"]["get"]
     assert operation["operationId"] == "kernel_sessions"

@@ -165,6 +165,17 @@ def test_other_methods_get_405(token_client: Callable[[str], APIClient]) -> None
     assert_error(token_client("owner").post(SESSIONS_URL), 405, 'Method "POST" not allowed.')
 
 
+def test_head_answers_as_get_without_the_body(
+    states: dict[str, Session], token_client: Callable[[str], APIClient]
+) -> None:
+    client = token_client("owner")
+    for params in [{"page_size": "2"}, {"state": "busy"}, {"cursor": "%%%"}]:
+        get, head = client.get(SESSIONS_URL, params), client.head(SESSIONS_URL, params)
+        assert head.status_code == get.status_code
+        assert head.content == b""
+        assert dict(head.items()) == dict(get.items())
+
+
 # --- filters -------------------------------------------------------------------------------------
 
 
@@ -238,11 +249,33 @@ def test_bad_parameters_get_400(
 
 # A cursor is opaque: one the server did not issue names no page (as an unknown id names
 # nothing), which the schema can state for any string, unlike a 400.
-@pytest.mark.parametrize("cursor", ["garbage", "cD1hYmM="])  # base64 of "p=abc"
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "cD1hYmM=",  # base64 of "p=abc"
+        "%%%",  # base64 would skip every character: the first page, to DRF
+        "",
+        "cD0",  # base64 of "p=1", cut short
+        "cD0x=",  # "p=1" (cD0x) with padding it does not need
+        "cD0x\n",
+        "cD0xJm89MA==",  # "p=1&o=0": DRF writes no o=0
+        "cD0xJnA9Mg==",  # "p=1&p=2"
+        "\u00e9",  # not ASCII
+    ],
+)
 def test_cursors_the_server_did_not_issue_get_404(
     states: dict[str, Session], token_client: Callable[[str], APIClient], cursor: str
 ) -> None:
     response = token_client("owner").get(SESSIONS_URL, {"cursor": cursor})
+    assert_error(response, 404, "Invalid cursor.")
+
+
+def test_a_raw_percent_cursor_gets_404(
+    states: dict[str, Session], token_client: Callable[[str], APIClient]
+) -> None:
+    # As a client types it: not even valid percent-encoding.
+    response = token_client("owner").get(f"{SESSIONS_URL}?cursor=%%%")
     assert_error(response, 404, "Invalid cursor.")
 
 

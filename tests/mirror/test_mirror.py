@@ -58,7 +58,7 @@ def test_register_refuses_another_owner(users: dict[str, User], session: Session
     assert Session.objects.get(pk=session.pk).owner == users["owner"]
 
 
-@pytest.mark.parametrize("bad_id", ["", "x" * 129, "a\x00b"])
+@pytest.mark.parametrize("bad_id", ["", "x" * 129, "a\x00b", "\ud800", "a\udc00"])
 def test_register_refuses_bad_ids(users: dict[str, User], bad_id: str) -> None:
     with pytest.raises(ValidationError):
         mirror.register_session(bad_id, owner=users["owner"], notebook="nb.py")
@@ -271,6 +271,7 @@ def test_a_batch_is_a_constant_number_of_queries(session: Session, size: int) ->
         (lambda: CellNotification("", at(0)), "cell_id is empty"),
         (lambda: CellNotification("x" * 129, at(0)), "longer than 128"),
         (lambda: CellNotification("a\x00", at(0)), "control characters"),
+        (lambda: CellNotification("\ud800", at(0)), "lone surrogate"),
         (lambda: CellNotification("a", at(0), stale_inputs=1), "stale_inputs must be a bool"),  # type: ignore[arg-type]
         (lambda: CellNotification("a", datetime(2026, 1, 1)), "aware datetime"),
         (lambda: KernelStarted(datetime(2026, 1, 1)), "aware datetime"),
