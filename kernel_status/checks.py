@@ -60,6 +60,8 @@ def _check_throttle_cache() -> list[CheckMessage]:
     rates = api_settings.DEFAULT_THROTTLE_RATES
     if settings.DEBUG or (rates is not None and not isinstance(rates, Mapping)):
         return []
+    if not getattr(settings, "ROOT_URLCONF", None):
+        return []  # no URLs, no endpoints to limit (the bridge's HTTP mode)
     try:
         on = [scope for scope in DEFAULT_RATES if parse_rate(throttle_rate(scope)) is not None]
     except (TypeError, KeyError, ValueError):  # rates DRF cannot use: E009 says so

@@ -232,6 +232,14 @@ def test_shared_caches_no_limits_or_debug_pass_w002(
         assert check_ids() == []
 
 
+def test_a_project_without_urls_serves_no_limits_and_is_not_w002() -> None:
+    # The bridge's HTTP mode: a settings module with the apps but no ROOT_URLCONF.
+    with throttle_rates(DEFAULT_RATES), override_settings(DEBUG=False, ROOT_URLCONF=None):
+        assert check_ids() == []
+    with throttle_rates(DEFAULT_RATES), override_settings(DEBUG=False):
+        assert check_ids() == ["kernel_status.W002"]
+
+
 def test_every_bad_scope_is_reported_and_missing_scopes_take_the_defaults() -> None:
     rates = {STATUS_SCOPE: "abc", FAILED_AUTH_SCOPE: "3/fortnight"}
     with throttle_rates(rates):

@@ -236,7 +236,8 @@ def installation(page: Page, request: pytest.FixtureRequest) -> None:
     assert authentication[0] == "rest_framework.authentication.TokenAuthentication"
     assert host["DATABASES"]["default"]["OPTIONS"] == {"transaction_mode": "IMMEDIATE"}
     assert host["SPECTACULAR_SETTINGS"]["SWAGGER_UI_DIST"] == "SIDECAR"
-    assert kernel_status_problems(REST_FRAMEWORK=host["REST_FRAMEWORK"]) == []
+    # As the page's project has it: startproject's DEBUG = True (W002 is for production).
+    assert kernel_status_problems(REST_FRAMEWORK=host["REST_FRAMEWORK"], DEBUG=host["DEBUG"]) == []
 
     # The URLconf: startproject's urls.py with the fragments appended, in order.
     urls = ModuleType("docs_installation_urls")
@@ -400,7 +401,13 @@ def clients(page: Page, request: pytest.FixtureRequest) -> None:
 
 @runs("docs/deployment.md", pytest.mark.django_db)
 def deployment(page: Page, request: pytest.FixtureRequest) -> None:
-    timeouts, persistent = page.expect(2)
+    docs_pages, timeouts, persistent, caches = page.expect(4)
+    host = fresh_settings(request)
+    page.run(docs_pages, host)
+    assert host["SPECTACULAR_SETTINGS"]["SERVE_PERMISSIONS"] == [
+        "rest_framework.permissions.IsAuthenticated"
+    ]
+
     example = example_project_database(request)  # "The example project ...", as shown
 
     host = fresh_settings(request)
@@ -420,6 +427,16 @@ def deployment(page: Page, request: pytest.FixtureRequest) -> None:
         example["CONN_MAX_AGE"],
         example["CONN_HEALTH_CHECKS"],
     )
+
+    # The production settings' cache, as shown, with the REDIS_URL they read.
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("DJANGO_SECRET_KEY", "docs-test-" + "x" * 50)
+    monkeypatch.setenv("DJANGO_ALLOWED_HOSTS", "example.com")
+    host = fresh_settings(request)
+    page.run(caches, host)
+    production = runpy.run_path(str(REPO / "project" / "settings_production.py"))
+    assert host["CACHES"] == production["CACHES"]
 
 
 @runs("docs/performance.md", pytest.mark.django_db)
@@ -476,7 +493,8 @@ def settings_page(page: Page, request: pytest.FixtureRequest) -> None:
     page.run(rates, host)
     # The block shows the defaults, and they pass check kernel_status.E009.
     assert host["REST_FRAMEWORK"]["DEFAULT_THROTTLE_RATES"] == DEFAULT_RATES
-    assert kernel_status_problems(REST_FRAMEWORK=host["REST_FRAMEWORK"]) == []
+    # As the page's project has it: startproject's DEBUG = True (W002 is for production).
+    assert kernel_status_problems(REST_FRAMEWORK=host["REST_FRAMEWORK"], DEBUG=host["DEBUG"]) == []
 
 
 @pytest.mark.parametrize(
