@@ -70,8 +70,10 @@ install: $(BIN)/.installed
 demo: $(BIN)/.installed-demo
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py kernel_status_demo --base-url http://127.0.0.1:$(PORT)
-	@# DEBUG stays off (no debug pages); --insecure serves the admin's static files without it.
-	$(BIN)/python manage.py runserver --insecure 127.0.0.1:$(PORT)
+	@# Over ASGI, so that Prefer: wait and the change stream work (docs/watching.md). DEBUG
+	@# stays off (no debug pages); DJANGO_SERVE_STATIC serves the admin's static files.
+	DJANGO_SERVE_STATIC=1 $(BIN)/python -m uvicorn project.asgi:application \
+		--host 127.0.0.1 --port $(PORT)
 
 test: install lint docs test-sqlite test-postgres test-mariadb test-django6
 

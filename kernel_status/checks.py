@@ -38,6 +38,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_token_authentication(),
         *_check_throttle_rates(),
         *_check_throttle_cache(),
+        *_check_listen_database(),
     ]
 
 
@@ -84,6 +85,34 @@ def _check_throttle_cache() -> list[CheckMessage]:
             id="kernel_status.W002",
         )
     ]
+
+
+def _check_listen_database() -> list[CheckMessage]:
+    """The PostgreSQL LISTEN connection of watching (docs/watching.md)."""
+    from kernel_status.live.listener import listener_database_problem
+
+    problem = listener_database_problem()
+    if problem is not None:
+        return [Error(f"KERNEL_STATUS_LISTEN_DATABASE {problem}.", id="kernel_status.E011")]
+    if conf.KERNEL_STATUS_LISTEN_DATABASE is None:
+        entry = settings.DATABASES.get(
+            router.db_for_read(apps.get_model("kernel_status", "Session")), {}
+        )
+        if "postgresql" in str(entry.get("ENGINE", "")) and entry.get(
+            "DISABLE_SERVER_SIDE_CURSORS"
+        ):
+            # Django's setting for PgBouncer in transaction mode: LISTEN cannot work there.
+            return [
+                Warning(
+                    "The mirror's database looks pooled in transaction mode "
+                    "(DISABLE_SERVER_SIDE_CURSORS), where LISTEN does not work: waits and "
+                    "streams would only see other processes' writes by polling.",
+                    hint="Set KERNEL_STATUS_LISTEN_DATABASE to an alias or connection string "
+                    "that reaches PostgreSQL directly.",
+                    id="kernel_status.W003",
+                )
+            ]
+    return []
 
 
 def _check_throttle_rates() -> list[CheckMessage]:

@@ -14,6 +14,7 @@ __all__ = [
     "DEFAULT_LIVENESS_WINDOW",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_CLOCK_SKEW",
+    "DEFAULT_MAX_WAIT",
     "DEFAULT_RATES",
     "EVENTS_SCOPE",
     "FAILED_AUTH_SCOPE",
@@ -36,6 +37,8 @@ DEFAULT_LIVENESS_WINDOW = timedelta(seconds=60)
 DEFAULT_ACCESS_POLICY = "kernel_status.access.DefaultAccessPolicy"
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
+# Watching (docs/watching.md): the longest Prefer: wait a blocking status read honours.
+DEFAULT_MAX_WAIT = 60
 
 # Granted to the service accounts of kernel hosts (POST /api/kernel/events); edit access to a
 # session does not imply it.
@@ -129,6 +132,45 @@ class Settings:
         if value is None or isinstance(value, timedelta):
             return value
         return timedelta(seconds=value)
+
+    # --- Watching: blocking status reads and the change stream (docs/watching.md) ----------
+
+    @property
+    def KERNEL_STATUS_MAX_WAIT(self) -> Any:
+        """Longest ``Prefer: wait`` honoured, in seconds; longer ones are clamped to it."""
+        return getattr(settings, "KERNEL_STATUS_MAX_WAIT", DEFAULT_MAX_WAIT)
+
+    @property
+    def KERNEL_STATUS_LISTEN_DATABASE(self) -> Any:
+        """Where the PostgreSQL ``LISTEN`` connection goes: ``None`` (the alias the mirror is
+        read from), another alias of ``DATABASES``, or a libpq connection string / URL."""
+        return getattr(settings, "KERNEL_STATUS_LISTEN_DATABASE", None)
+
+    @property
+    def KERNEL_STATUS_WATCH_POLL_INTERVAL(self) -> float:
+        """Seconds between change-counter reads (SQLite, MariaDB, or while the PostgreSQL
+        listener is down): how late a write made by another process is seen there."""
+        return float(getattr(settings, "KERNEL_STATUS_WATCH_POLL_INTERVAL", 0.5))
+
+    @property
+    def KERNEL_STATUS_WATCH_READERS(self) -> int:
+        """Threads (and so, at most, database connections) that waits and streams read with."""
+        return int(getattr(settings, "KERNEL_STATUS_WATCH_READERS", 4))
+
+    @property
+    def KERNEL_STATUS_STREAM_HEARTBEAT(self) -> float:
+        """Seconds between heartbeat comments on an idle change stream."""
+        return float(getattr(settings, "KERNEL_STATUS_STREAM_HEARTBEAT", 15))
+
+    @property
+    def KERNEL_STATUS_STREAM_QUEUE(self) -> int:
+        """Events a stream may have waiting for a slow client before it is dropped."""
+        return int(getattr(settings, "KERNEL_STATUS_STREAM_QUEUE", 1000))
+
+    @property
+    def KERNEL_STATUS_CHANGE_LOG_SIZE(self) -> int:
+        """Rows of the change log kept for ``Last-Event-ID`` replays (older ones are pruned)."""
+        return int(getattr(settings, "KERNEL_STATUS_CHANGE_LOG_SIZE", 10000))
 
 
 conf = Settings()

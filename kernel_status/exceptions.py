@@ -13,6 +13,7 @@ __all__ = [
     "InvalidSessionIdHeader",
     "LengthRequired",
     "SessionNotFound",
+    "StreamNeedsASGI",
 ]
 
 from django.utils.translation import gettext_lazy as _
@@ -104,3 +105,14 @@ class InvalidQuery(APIException):
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = _("Invalid query parameter.")
     default_code = "invalid_query"
+
+
+class StreamNeedsASGI(APIException):
+    """The change stream was asked of a WSGI server, which would hold a worker per stream."""
+
+    status_code = status.HTTP_501_NOT_IMPLEMENTED
+    default_detail = _(
+        "The change stream needs an ASGI server (uvicorn project.asgi:application, for "
+        "example); this one serves WSGI. Poll GET /api/kernel/sessions instead."
+    )
+    default_code = "asgi_required"

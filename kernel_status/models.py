@@ -267,3 +267,27 @@ class SessionAccess(models.Model):
     def __str__(self) -> str:
         # "alice may edit s_abc": the names an operator knows, not primary keys.
         return f"{self.user} may {self.get_role_display()} {self.session.session_id}"
+
+
+class Change(models.Model):
+    """One committed write that may have changed answers: the change log behind blocking
+    reads and change streams (:mod:`kernel_status.mirror.changes` writes it).
+
+    Other server processes read its newest id to learn of writes (one index read on the
+    primary key), and streams replay it for ``Last-Event-ID``. ``session_pk`` is not a foreign
+    key, so that a deleted session's change stays; ``None`` means "many sessions changed".
+    Old rows are pruned as new ones are written.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    session_pk = models.BigIntegerField(_("session primary key"), null=True, blank=True)
+    at = models.DateTimeField(_("at"))
+    # Who may see the session changed (a grant, the owner, a deletion), not only its state.
+    access = models.BooleanField(_("access changed"), default=False)
+
+    class Meta:
+        verbose_name = _("change")
+        verbose_name_plural = _("changes")
+
+    def __str__(self) -> str:
+        return f"change {self.pk} of session {self.session_pk or 'many'}"

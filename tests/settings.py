@@ -20,3 +20,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 # No rate limits by accident: tests of throttling set their rates with override_settings.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": NO_THROTTLES}
+
+# Watching tests shorten the stream's heartbeat for a server they start.
+KERNEL_STATUS_STREAM_HEARTBEAT = float(os.environ.get("KERNEL_STATUS_TEST_HEARTBEAT", "15"))

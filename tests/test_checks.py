@@ -321,3 +321,23 @@ def test_e010_runs_with_manage_py_check(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(kernel_status.checks, "connections", handler)
     with pytest.raises(SystemCheckError, match=r"kernel_status\.E010"):
         call_command("check")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("nope", "not an alias of DATABASES"),
+        (42, "must be a DATABASES alias"),
+        ("host=db port=notaport =x", "connection string"),
+    ],
+)
+def test_a_listen_database_that_cannot_work_is_e011(value: object, fragment: str) -> None:
+    with override_settings(KERNEL_STATUS_LISTEN_DATABASE=value):
+        errors = [e for e in check_settings() if e.id == "kernel_status.E011"]
+    assert len(errors) == 1
+    assert fragment in errors[0].msg
+
+
+def test_a_listen_connection_string_passes() -> None:
+    with override_settings(KERNEL_STATUS_LISTEN_DATABASE="postgresql://postgres@db:5432/x"):
+        assert [e for e in check_settings() if e.id == "kernel_status.E011"] == []

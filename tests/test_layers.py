@@ -6,8 +6,9 @@ The layers, from the bottom (docs/development.md, "The map of the house"):
 1. ``queries``: every read query (it knows the models through the app registry only);
 2. ``models``;
 3. ``mirror``: the write side;
-4. ``api``: the HTTP layer;
-5. the top: ``urls``, ``admin``, ``checks``, ``apps``, the management commands, ``contrib``,
+4. ``live``: live updates (the hub, the listener, waits' reads, the stream's engine);
+5. ``api``: the HTTP layer;
+6. the top: ``urls``, ``admin``, ``checks``, ``apps``, the management commands, ``contrib``,
    and the modules kept for their public import paths (``events``, ``state``, ``access``,
    ``permissions``, ``throttle_rates``), which only re-export.
 
@@ -37,6 +38,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("kernel_status.queries",),
     ("kernel_status.models",),
     ("kernel_status.mirror",),
+    ("kernel_status.live",),
     ("kernel_status.api",),
 ]
 TOP = len(LAYERS)

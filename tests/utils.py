@@ -259,6 +259,44 @@ def gunicorn_server(
             stop(process, timeout=15)
 
 
+@contextmanager
+def uvicorn_server(
+    settings_module: str = "tests.settings",
+    *,
+    env: dict[str, str] | None = None,
+    log: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """Serve the example project over ASGI (uvicorn, one process) on the test database;
+    yields its base URL and the process. Use it from ``transactional_db`` tests."""
+    port = free_port()
+    server_env = {
+        key: value for key, value in os.environ.items() if key not in {"DJANGO_DEBUG"}
+    } | {
+        "DJANGO_SETTINGS_MODULE": settings_module,
+        "DATABASE_URL": database_url(),
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    }
+    command = [
+        *(sys.executable, "-m", "uvicorn", "project.asgi:application"),
+        *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"),
+    ]
+    with open(log or os.devnull, "wb") as output:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=server_env, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            eventually(
+                lambda: process.poll() is not None or _accepts(port),
+                timeout=30,
+                what="uvicorn to listen",
+            )
+            assert process.poll() is None, f"uvicorn exited with {process.returncode}"
+            yield f"http://127.0.0.1:{port}", process
+        finally:
+            stop(process, timeout=15)
+
+
 def stop(process: subprocess.Popen[Any], timeout: float = 10) -> None:
     """Terminate ``process``, and kill it if it has not ended within ``timeout`` seconds."""
     process.terminate()

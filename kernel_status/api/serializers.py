@@ -65,6 +65,26 @@ class KernelSessionSerializer(serializers.Serializer[Session]):
     running_cells = serializers.IntegerField(read_only=True, help_text="Cells running now.")
 
 
+@extend_schema_serializer(component_name="KernelSessionEvent")
+class KernelSessionEventSerializer(serializers.Serializer[Any]):
+    """One event of ``GET /api/kernel/sessions/stream``, as its SSE fields."""
+
+    id = serializers.IntegerField(
+        read_only=True,
+        help_text="The change position after this event: send it back as `Last-Event-ID`.",
+    )
+    event = serializers.ChoiceField(
+        read_only=True,
+        choices=["status", "removed", "ready", "reset", "reconnect", "error"],
+        help_text="`status`: `data` is the session's entry (as in the listing). `removed`: "
+        "`data` is `{session_id}` of a session that left the caller's view. `ready`: the "
+        "snapshot or replay is complete (`data`: `resumed`, `replayed`, `sessions`). `reset`: "
+        "`Last-Event-ID` could not be replayed, a fresh snapshot follows. `reconnect` and "
+        "`error` (`data`: `detail`) end the stream.",
+    )
+    data = KernelSessionSerializer(read_only=True, help_text="For `status` events.")  # type: ignore[assignment]
+
+
 @extend_schema_serializer(component_name="KernelStatusError")
 class ErrorSerializer(serializers.Serializer[object]):
     """Body of every error answer."""

@@ -16,6 +16,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from kernel_status.mirror.batch import BatchState, in_apply_order
+from kernel_status.mirror.changes import note_changed
 from kernel_status.mirror.events import (
     ApplyResult,
     KernelEvent,
@@ -81,6 +82,8 @@ def register_session(session_id: str, *, owner: AbstractBaseUser, notebook: str)
             session.notebook = notebook
             session.full_clean()
             session.save(using=using, update_fields=["notebook", "updated_at"])
+        # A new session appears in its owner's change streams.
+        note_changed([session.pk], using=using)
         return session
 
 
@@ -98,9 +101,11 @@ def delete_session(session_id: str) -> bool:
         # Wait for writers of this session first: deleting under them would make their
         # new cell rows point at a deleted session.
         sessions = Session.objects.using(using).filter(session_id=session_id)
-        if not list(sessions.select_for_update().values_list("pk", flat=True)):
+        pks = list(sessions.select_for_update().values_list("pk", flat=True))
+        if not pks:
             return False
         sessions.delete()
+        note_changed(pks, using=using, access=True)
     return True
 
 
@@ -149,6 +154,7 @@ def reset_session(session_id: str) -> bool:
         KernelProcess.objects.using(using).filter(session_id=session).delete()
         # Activity only moves forward: left in place, a future one would pin the session.
         Session.objects.using(using).filter(pk=session).update(last_activity=None)
+        note_changed([session], using=using)
     return True
 
 
@@ -176,4 +182,8 @@ def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
         batch_state = BatchState(session, kernel, using)
         result = batch_state.apply(batch)
         batch_state.save()
+        # Every batch that wrote something, even a heartbeat: it moves the liveness expiry
+        # that waiters keep. Waiters re-check and go on waiting when the answer is the same.
+        if result.applied:
+            note_changed([session_pk], using=using)
     return result

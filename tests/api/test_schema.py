@@ -81,7 +81,15 @@ def test_operation_documents_header_and_every_response(schema: dict[str, Any]) -
             "description": by_name["Marimo-Session-Id"]["description"],
             "required": True,
         },
+        "Prefer": {
+            "in": "header",
+            "name": "Prefer",
+            "schema": {"type": "string"},
+            "description": by_name["Prefer"]["description"],
+            "examples": {"Wait": {"value": "wait=30"}},
+        },
     }
+    assert "RFC 7240" in by_name["Prefer"]["description"]
     responses = operation["responses"]
     assert sorted(responses) == ["200", "304", "400", "401", "403", "404", "405", "429", "503"]
     assert responses["200"]["content"]["application/json"]["schema"] == {
@@ -89,6 +97,7 @@ def test_operation_documents_header_and_every_response(schema: dict[str, Any]) -
     }
     for code in ["200", "304"]:
         assert responses[code]["headers"]["ETag"]["schema"] == {"type": "string"}
+        assert responses[code]["headers"]["Preference-Applied"]["schema"] == {"type": "string"}
     assert "content" not in responses["304"]
     for code in ["400", "401", "403", "404", "405", "429", "503"]:
         assert responses[code]["content"]["application/json"]["schema"] == {
@@ -206,3 +215,16 @@ def test_example_project_serves_schema_and_offline_docs() -> None:
     assert "drf_spectacular_sidecar/swagger-ui-dist" in html
     assert "cdn.jsdelivr.net" not in html
     assert "unpkg.com" not in html
+
+
+def test_the_change_stream_is_documented_as_server_sent_events(schema: dict[str, Any]) -> None:
+    operation = schema["paths"]["/api/kernel/sessions/stream"]["get"]
+    assert operation["operationId"] == "kernel_sessions_stream"
+    ok = operation["responses"]["200"]["content"]
+    assert list(ok) == ["text/event-stream"]
+    assert ok["text/event-stream"]["schema"] == {"$ref": "#/components/schemas/KernelSessionEvent"}
+    event = schema["components"]["schemas"]["KernelSessionEvent"]
+    assert set(event["properties"]) == {"id", "event", "data"}
+    assert sorted(operation["responses"]) == ["200", "400", "401", "429", "501", "503"]
+    names = {p["name"] for p in operation["parameters"]}
+    assert {"state", "idle_for", "Last-Event-ID"} <= names

@@ -44,6 +44,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/kernel/sessions/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A stream of the state changes of the caller's sessions (Server-Sent Events)
+         * @description Server-Sent Events for the sessions that `GET /api/kernel/sessions` lists for the caller, under the same filters. First a snapshot: one `status` event per session, then `ready`; then one `status` event per change of a session's entry, and one `removed` event when a session that was sent leaves the caller's view (deleted, access revoked, filtered out). Every event has an `id:`; reconnect with `Last-Event-ID` to have every session changed since replayed, or, when that is too old, a `reset` event and a fresh snapshot. A `: heartbeat` comment comes at least every 15 seconds. A client too slow to read is sent `reconnect` and the stream ends; a server shutting down does the same. Each event's `data` is JSON, described by the `KernelSessionEvent` component (the stream itself is `text/event-stream`). Needs an ASGI server: under WSGI the answer is 501.
+         */
+        get: operations["kernel_sessions_stream"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/kernel/status": {
         parameters: {
             query?: never;
@@ -53,7 +73,7 @@ export interface paths {
         };
         /**
          * Is this session's kernel busy?
-         * @description Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match` to get 304 with no body while nothing changed. Permission is checked first, so a caller without access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
+         * @description Derived state of the kernel of the session named by the `Marimo-Session-Id` header. Requires edit access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match` to get 304 with no body while nothing changed. Permission is checked first, so a caller without access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`. With `If-None-Match` and `Prefer: wait=N`, under an ASGI server, the read blocks until the answer changes or N seconds pass (a long poll): permission is checked before the wait and again when it ends, and a liveness expiry during the wait answers `stopped`.
          */
         get: operations["kernel_status"];
         put?: never;
@@ -95,6 +115,16 @@ export interface components {
          * @enum {string}
          */
         CellRuntimeStateEnum: "idle" | "queued" | "running" | "disabled-transitively";
+        /**
+         * @description * `status` - status
+         *     * `removed` - removed
+         *     * `ready` - ready
+         *     * `reset` - reset
+         *     * `reconnect` - reconnect
+         *     * `error` - error
+         * @enum {string}
+         */
+        EventEnum: "status" | "removed" | "ready" | "reset" | "reconnect" | "error";
         KernelEvent: components["schemas"]["CellOpEvent"] | components["schemas"]["KernelStartedEvent"] | components["schemas"]["KernelHeartbeatEvent"] | components["schemas"]["KernelStoppedEvent"];
         /** @description Events of one session, in any order: timestamps decide. */
         KernelEventBatch: {
@@ -160,6 +190,24 @@ export interface components {
             readonly queued_cells: number;
             /** @description Cells running now. */
             readonly running_cells: number;
+        };
+        /** @description One event of ``GET /api/kernel/sessions/stream``, as its SSE fields. */
+        KernelSessionEvent: {
+            /** @description The change position after this event: send it back as `Last-Event-ID`. */
+            readonly id: number;
+            /**
+             * @description `status`: `data` is the session's entry (as in the listing). `removed`: `data` is `{session_id}` of a session that left the caller's view. `ready`: the snapshot or replay is complete (`data`: `resumed`, `replayed`, `sessions`). `reset`: `Last-Event-ID` could not be replayed, a fresh snapshot follows. `reconnect` and `error` (`data`: `detail`) end the stream.
+             *
+             *     * `status` - status
+             *     * `removed` - removed
+             *     * `ready` - ready
+             *     * `reset` - reset
+             *     * `reconnect` - reconnect
+             *     * `error` - error
+             */
+            readonly event: components["schemas"]["EventEnum"];
+            /** @description For `status` events. */
+            readonly data: components["schemas"]["KernelSession"];
         };
         /**
          * @description When the new kernel process started.
@@ -456,6 +504,83 @@ export interface operations {
             };
         };
     };
+    kernel_sessions_stream: {
+        parameters: {
+            query?: {
+                /** @description Only sessions idle or stopped with no activity for this many seconds (evaluated when a session changes). */
+                idle_for?: number;
+                /** @description Only sessions in this state. */
+                state?: "idle" | "running" | "stopped";
+            };
+            header?: {
+                /** @description The `id:` of the last event received, to resume after it. */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The event stream. Each event is `id:`, `event:` (the `event` field) and `data:` (the JSON of the `data` field). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["KernelSessionEvent"];
+                };
+            };
+            /** @description A filter that cannot be used, or an unknown query parameter. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description Not authenticated. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description Too many requests: over the caller's rate for this endpoint, or too many failed authentications from this IP (then refused before credentials are checked, except credentials that authenticated successfully within the last day, which still pass). Retry after `Retry-After` seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description The server runs WSGI: streams need an ASGI server. */
+            501: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["KernelStatusError"];
+                };
+            };
+        };
+    };
     kernel_status: {
         parameters: {
             query?: never;
@@ -464,6 +589,8 @@ export interface operations {
                 "If-None-Match"?: string;
                 /** @description Id of the notebook session: 1 to 128 characters, not only whitespace, no control characters. UTF-8 on the wire. */
                 "Marimo-Session-Id": string;
+                /** @description `wait=N` (RFC 7240), with `If-None-Match`, under an ASGI server: hold the request until the answer differs from the client's `ETag` (200), or N seconds pass (304). N is a whole number of seconds from 1; a larger one is clamped to the server's maximum (`KERNEL_STATUS_MAX_WAIT`, 60 by default), anything else is ignored (the read answers at once). Not applied under WSGI. */
+                Prefer?: string;
             };
             path?: never;
             cookie?: never;
@@ -475,6 +602,8 @@ export interface operations {
                 headers: {
                     /** @description Entity tag of the body; changes exactly when the body changes. */
                     ETag?: string;
+                    /** @description `wait=N`: the wait was honoured, for N seconds (the clamped value). */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -486,6 +615,8 @@ export interface operations {
                 headers: {
                     /** @description Entity tag of the body; changes exactly when the body changes. */
                     ETag?: string;
+                    /** @description `wait=N`: the wait was honoured, for N seconds (the clamped value). */
+                    "Preference-Applied"?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -569,9 +700,11 @@ type ReadonlyArray<T> = [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
 export const pathsApiKernelSessionsGetParametersQueryStateValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/kernel/sessions"]["get"]["parameters"]["query"]["state"]> = ["idle", "running", "stopped"];
+export const pathsApiKernelSessionsStreamGetParametersQueryStateValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/kernel/sessions/stream"]["get"]["parameters"]["query"]["state"]> = ["idle", "running", "stopped"];
 export const cellOpEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEvent"]["op"]> = ["cell-op"];
 export const cellOpEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellOpEventOpEnum"]> = ["cell-op"];
 export const cellRuntimeStateEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["CellRuntimeStateEnum"]> = ["idle", "queued", "running", "disabled-transitively"];
+export const eventEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["EventEnum"]> = ["status", "removed", "ready", "reset", "reconnect", "error"];
 export const kernelHeartbeatEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelHeartbeatEvent"]["op"]> = ["kernel-heartbeat"];
 export const kernelHeartbeatEventOpEnumValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelHeartbeatEventOpEnum"]> = ["kernel-heartbeat"];
 export const kernelStartedEventOpValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["KernelStartedEvent"]["op"]> = ["kernel-started"];

@@ -18,6 +18,7 @@ from kernel_status.api.serializers import (
     BatchErrorSerializer,
     ErrorSerializer,
     KernelEventBatchResultSerializer,
+    KernelSessionEventSerializer,
     KernelSessionSerializer,
     KernelStatusResponseSerializer,
 )
@@ -62,6 +63,25 @@ IF_NONE_MATCH_PARAMETER = OpenApiParameter(
     required=False,
     description="The `ETag` of the answer the client has; 304 with no body if it is current.",
 )
+PREFER_PARAMETER = OpenApiParameter(
+    "Prefer",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="`wait=N` (RFC 7240), with `If-None-Match`, under an ASGI server: hold the "
+    "request until the answer differs from the client's `ETag` (200), or N seconds pass "
+    "(304). N is a whole number of seconds from 1; a larger one is clamped to the server's "
+    "maximum (`KERNEL_STATUS_MAX_WAIT`, 60 by default), anything else is ignored (the read "
+    "answers at once). Not applied under WSGI.",
+    examples=[OpenApiExample("Wait", value="wait=30")],
+)
+PREFERENCE_APPLIED_HEADER = OpenApiParameter(
+    "Preference-Applied",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200, 304],
+    description="`wait=N`: the wait was honoured, for N seconds (the clamped value).",
+)
 ETAG_HEADER = OpenApiParameter(
     "ETag",
     str,
@@ -102,10 +122,20 @@ status_schema = extend_schema(
         "`Cache-Control: private, no-cache`; send the tag back in `If-None-Match` to get "
         "304 with no body while nothing changed. Permission is checked first, so a caller "
         "without access gets the 401, 403 or 404, never a 304. Errors carry "
-        "`Cache-Control: no-store`."
+        "`Cache-Control: no-store`. With `If-None-Match` and `Prefer: wait=N`, under an ASGI "
+        "server, the read blocks until the answer changes or N seconds pass (a long poll): "
+        "permission is checked before the wait and again when it ends, and a liveness "
+        "expiry during the wait answers `stopped`."
     ),
     tags=["kernel"],
-    parameters=[SESSION_ID_PARAMETER, IF_NONE_MATCH_PARAMETER, ETAG_HEADER, RETRY_AFTER_HEADER],
+    parameters=[
+        SESSION_ID_PARAMETER,
+        IF_NONE_MATCH_PARAMETER,
+        PREFER_PARAMETER,
+        ETAG_HEADER,
+        PREFERENCE_APPLIED_HEADER,
+        RETRY_AFTER_HEADER,
+    ],
     responses={
         200: OpenApiResponse(
             response=KernelStatusResponseSerializer,
@@ -281,6 +311,69 @@ sessions_schema = extend_schema(
         ),
         405: _error("MethodNotAllowed", "Method other than GET.", 'Method "POST" not allowed.'),
         429: THROTTLED,
+        503: DATABASE_UNAVAILABLE,
+    },
+)
+
+
+stream_schema = extend_schema(
+    operation_id="kernel_sessions_stream",
+    summary="A stream of the state changes of the caller's sessions (Server-Sent Events)",
+    description=(
+        "Server-Sent Events for the sessions that `GET /api/kernel/sessions` lists for the "
+        "caller, under the same filters. First a snapshot: one `status` event per session, "
+        "then `ready`; then one `status` event per change of a session's entry, and one "
+        "`removed` event when a session that was sent leaves the caller's view (deleted, "
+        "access revoked, filtered out). Every event has an `id:`; reconnect with "
+        "`Last-Event-ID` to have every session changed since replayed, or, when that is too "
+        "old, a `reset` event and a fresh snapshot. A `: heartbeat` comment comes at least "
+        "every 15 seconds. A client too slow to read is sent `reconnect` and the stream "
+        "ends; a server shutting down does the same. Each event's `data` is JSON, described "
+        "by the `KernelSessionEvent` component (the stream itself is `text/event-stream`). "
+        "Needs an ASGI server: under WSGI the answer is 501."
+    ),
+    tags=["kernel"],
+    parameters=[
+        OpenApiParameter(
+            "state",
+            str,
+            OpenApiParameter.QUERY,
+            enum=SessionState.values,
+            description="Only sessions in this state.",
+        ),
+        OpenApiParameter(
+            "idle_for",
+            {"type": "number", "minimum": 0, "maximum": MAX_IDLE_FOR_SECONDS},
+            OpenApiParameter.QUERY,
+            description="Only sessions idle or stopped with no activity for this many seconds "
+            "(evaluated when a session changes).",
+        ),
+        OpenApiParameter(
+            "Last-Event-ID",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="The `id:` of the last event received, to resume after it.",
+        ),
+        RETRY_AFTER_HEADER,
+    ],
+    responses={
+        (200, "text/event-stream"): OpenApiResponse(
+            response=KernelSessionEventSerializer,
+            description="The event stream. Each event is `id:`, `event:` (the `event` field) "
+            "and `data:` (the JSON of the `data` field).",
+        ),
+        400: OpenApiResponse(
+            response=ErrorSerializer,
+            description="A filter that cannot be used, or an unknown query parameter.",
+        ),
+        401: NOT_AUTHENTICATED,
+        429: THROTTLED,
+        501: _error(
+            "AsgiRequired",
+            "The server runs WSGI: streams need an ASGI server.",
+            "The change stream needs an ASGI server.",
+        ),
         503: DATABASE_UNAVAILABLE,
     },
 )

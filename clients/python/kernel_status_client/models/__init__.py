@@ -4,6 +4,7 @@ from .cell_op_data import CellOpData
 from .cell_op_event import CellOpEvent
 from .cell_op_event_op_enum import CellOpEventOpEnum
 from .cell_runtime_state_enum import CellRuntimeStateEnum
+from .event_enum import EventEnum
 from .kernel_event_batch import KernelEventBatch
 from .kernel_event_batch_error import KernelEventBatchError
 from .kernel_event_batch_item_error import KernelEventBatchItemError
@@ -12,7 +13,9 @@ from .kernel_heartbeat_data import KernelHeartbeatData
 from .kernel_heartbeat_event import KernelHeartbeatEvent
 from .kernel_heartbeat_event_op_enum import KernelHeartbeatEventOpEnum
 from .kernel_session import KernelSession
+from .kernel_session_event import KernelSessionEvent
 from .kernel_sessions_state import KernelSessionsState
+from .kernel_sessions_stream_state import KernelSessionsStreamState
 from .kernel_started_data import KernelStartedData
 from .kernel_started_event import KernelStartedEvent
 from .kernel_started_event_op_enum import KernelStartedEventOpEnum
@@ -29,6 +32,7 @@ __all__ = (
     "CellOpEvent",
     "CellOpEventOpEnum",
     "CellRuntimeStateEnum",
+    "EventEnum",
     "KernelEventBatch",
     "KernelEventBatchError",
     "KernelEventBatchItemError",
@@ -37,7 +41,9 @@ __all__ = (
     "KernelHeartbeatEvent",
     "KernelHeartbeatEventOpEnum",
     "KernelSession",
+    "KernelSessionEvent",
     "KernelSessionsState",
+    "KernelSessionsStreamState",
     "KernelStartedData",
     "KernelStartedEvent",
     "KernelStartedEventOpEnum",

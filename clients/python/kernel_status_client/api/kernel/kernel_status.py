@@ -14,12 +14,16 @@ def _get_kwargs(
     *,
     if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
+    prefer: str | Unset = UNSET,
 ) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     if not isinstance(if_none_match, Unset):
         headers["If-None-Match"] = if_none_match
 
     headers["Marimo-Session-Id"] = marimo_session_id
+
+    if not isinstance(prefer, Unset):
+        headers["Prefer"] = prefer
 
     _kwargs: dict[str, Any] = {
         "method": "get",
@@ -99,6 +103,7 @@ def sync_detailed(
     client: AuthenticatedClient,
     if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
+    prefer: str | Unset = UNSET,
 ) -> Response[Any | KernelStatusError | KernelStatusResponse]:
     """Is this session's kernel busy?
 
@@ -106,11 +111,15 @@ def sync_detailed(
     access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
     when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
     to get 304 with no body while nothing changed. Permission is checked first, so a caller without
-    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`. With `If-None-
+    Match` and `Prefer: wait=N`, under an ASGI server, the read blocks until the answer changes or N
+    seconds pass (a long poll): permission is checked before the wait and again when it ends, and a
+    liveness expiry during the wait answers `stopped`.
 
     Args:
         if_none_match (str | Unset):
         marimo_session_id (str):
+        prefer (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -123,6 +132,7 @@ def sync_detailed(
     kwargs = _get_kwargs(
         if_none_match=if_none_match,
         marimo_session_id=marimo_session_id,
+        prefer=prefer,
     )
 
     response = client.get_httpx_client().request(
@@ -137,6 +147,7 @@ def sync(
     client: AuthenticatedClient,
     if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
+    prefer: str | Unset = UNSET,
 ) -> Any | KernelStatusError | KernelStatusResponse | None:
     """Is this session's kernel busy?
 
@@ -144,11 +155,15 @@ def sync(
     access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
     when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
     to get 304 with no body while nothing changed. Permission is checked first, so a caller without
-    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`. With `If-None-
+    Match` and `Prefer: wait=N`, under an ASGI server, the read blocks until the answer changes or N
+    seconds pass (a long poll): permission is checked before the wait and again when it ends, and a
+    liveness expiry during the wait answers `stopped`.
 
     Args:
         if_none_match (str | Unset):
         marimo_session_id (str):
+        prefer (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -162,6 +177,7 @@ def sync(
         client=client,
         if_none_match=if_none_match,
         marimo_session_id=marimo_session_id,
+        prefer=prefer,
     ).parsed
 
 
@@ -170,6 +186,7 @@ async def asyncio_detailed(
     client: AuthenticatedClient,
     if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
+    prefer: str | Unset = UNSET,
 ) -> Response[Any | KernelStatusError | KernelStatusResponse]:
     """Is this session's kernel busy?
 
@@ -177,11 +194,15 @@ async def asyncio_detailed(
     access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
     when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
     to get 304 with no body while nothing changed. Permission is checked first, so a caller without
-    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`. With `If-None-
+    Match` and `Prefer: wait=N`, under an ASGI server, the read blocks until the answer changes or N
+    seconds pass (a long poll): permission is checked before the wait and again when it ends, and a
+    liveness expiry during the wait answers `stopped`.
 
     Args:
         if_none_match (str | Unset):
         marimo_session_id (str):
+        prefer (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -194,6 +215,7 @@ async def asyncio_detailed(
     kwargs = _get_kwargs(
         if_none_match=if_none_match,
         marimo_session_id=marimo_session_id,
+        prefer=prefer,
     )
 
     response = await client.get_async_httpx_client().request(**kwargs)
@@ -206,6 +228,7 @@ async def asyncio(
     client: AuthenticatedClient,
     if_none_match: str | Unset = UNSET,
     marimo_session_id: str,
+    prefer: str | Unset = UNSET,
 ) -> Any | KernelStatusError | KernelStatusResponse | None:
     """Is this session's kernel busy?
 
@@ -213,11 +236,15 @@ async def asyncio(
     access to that session. Successful answers carry an `ETag` (a hash of the body: it changes exactly
     when the body changes) and `Cache-Control: private, no-cache`; send the tag back in `If-None-Match`
     to get 304 with no body while nothing changed. Permission is checked first, so a caller without
-    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`.
+    access gets the 401, 403 or 404, never a 304. Errors carry `Cache-Control: no-store`. With `If-None-
+    Match` and `Prefer: wait=N`, under an ASGI server, the read blocks until the answer changes or N
+    seconds pass (a long poll): permission is checked before the wait and again when it ends, and a
+    liveness expiry during the wait answers `stopped`.
 
     Args:
         if_none_match (str | Unset):
         marimo_session_id (str):
+        prefer (str | Unset):
 
     Raises:
         errors.UnexpectedStatus: If the server returns an undocumented status code and Client.raise_on_unexpected_status is True.
@@ -232,5 +259,6 @@ async def asyncio(
             client=client,
             if_none_match=if_none_match,
             marimo_session_id=marimo_session_id,
+            prefer=prefer,
         )
     ).parsed

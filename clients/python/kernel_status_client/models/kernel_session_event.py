@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from attrs import define as _attrs_define
+from attrs import field as _attrs_field
+
+from ..models.event_enum import EventEnum
+
+if TYPE_CHECKING:
+    from ..models.kernel_session import KernelSession
+
+
+T = TypeVar("T", bound="KernelSessionEvent")
+
+
+@_attrs_define
+class KernelSessionEvent:
+    """One event of ``GET /api/kernel/sessions/stream``, as its SSE fields.
+
+    Attributes:
+        id (int): The change position after this event: send it back as `Last-Event-ID`.
+        event (EventEnum): * `status` - status
+            * `removed` - removed
+            * `ready` - ready
+            * `reset` - reset
+            * `reconnect` - reconnect
+            * `error` - error
+        data (KernelSession): One session of `GET /api/kernel/sessions`.
+    """
+
+    id: int
+    event: EventEnum
+    data: KernelSession
+    additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        id = self.id
+
+        event = self.event.value
+
+        data = self.data.to_dict()
+
+        field_dict: dict[str, Any] = {}
+        field_dict.update(self.additional_properties)
+        field_dict.update(
+            {
+                "id": id,
+                "event": event,
+                "data": data,
+            }
+        )
+
+        return field_dict
+
+    @classmethod
+    def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
+        from ..models.kernel_session import KernelSession  # noqa: PLC0415
+
+        d = dict(src_dict)
+        id = d.pop("id")
+
+        event = EventEnum(d.pop("event"))
+
+        data = KernelSession.from_dict(d.pop("data"))
+
+        kernel_session_event = cls(
+            id=id,
+            event=event,
+            data=data,
+        )
+
+        kernel_session_event.additional_properties = d
+        return kernel_session_event
+
+    @property
+    def additional_keys(self) -> list[str]:
+        return list(self.additional_properties.keys())
+
+    def __getitem__(self, key: str) -> Any:
+        return self.additional_properties[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.additional_properties[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.additional_properties[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.additional_properties
