@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
 ]
 TOP = len(LAYERS)
 
-# What the optional marimo sub-app may use besides the public modules (docs/bridge.md): it
+# What the optional marimo sub-app may use besides the public modules (docs/development.md): it
 # ships in the same package and version as the core.
 CONTRIB_INTERNALS = (
     "kernel_status.mirror.events",  # read_cell_op, the one reader of cell-op data

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import os
 import re
+import sys
 
 import pytest
 
-from tests.utils import REPO
+from tests.utils import REPO, run
 
 REFERENCE = (REPO / "docs" / "reference.md").read_text()
 SECTION = REFERENCE[REFERENCE.index("## Public and internal modules") :]
@@ -54,3 +56,15 @@ def test_public_modules_declare_all_and_every_name_exists(name: str) -> None:
     cited = set(re.findall(r"`(\w+)(?:\(\))?`", row.split("|")[2]))
     methods = {"with_state", "with_access_level", "visible_to"}  # SessionQuerySet's
     assert cited - methods <= set(exported), cited - set(exported)
+
+
+def test_the_event_types_and_the_settings_names_import_before_django_is_set_up() -> None:
+    # A settings module imports throttle_rates; a bridge or a host's code may build events
+    # before django.setup(). None of these may need configured settings or the app registry.
+    code = (
+        "import kernel_status.events, kernel_status.mirror.events, kernel_status.conf, "
+        "kernel_status.throttle_rates as rates; "
+        "assert rates.parse_rate('5/m') == (5, 60)"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    run(sys.executable, "-c", code, cwd=REPO, env=env)

@@ -17,8 +17,8 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 
-from kernel_status.exceptions import BodyTooLarge, LengthRequired
-from kernel_status.mirror.ingest import check_batch_size
+from kernel_status.conf import conf
+from kernel_status.exceptions import BatchTooLarge, BodyTooLarge, LengthRequired
 
 
 class EventBatchParser(JSONParser):
@@ -72,4 +72,13 @@ def check_length(request: Request) -> None:
         raise BodyTooLarge(
             f"The body has {length} bytes; at most {limit} are accepted "
             "(DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        )
+
+
+def check_batch_size(events: Any) -> None:
+    """413 for a list of more events than ``KERNEL_STATUS_MAX_BATCH_SIZE``."""
+    limit = conf.KERNEL_STATUS_MAX_BATCH_SIZE
+    if isinstance(events, list) and len(events) > limit:
+        raise BatchTooLarge(
+            f"The batch has {len(events)} events; at most {limit} are accepted per request."
         )

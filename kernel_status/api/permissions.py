@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-__all__ = [
-    "REPORT_PERMISSION",
-    "CanReportKernelEvents",
-    "HasSessionEditAccess",
-    "IsActiveUser",
-]
-
 from typing import TYPE_CHECKING, Any
 
 from django.utils.translation import gettext_lazy as _

@@ -1,4 +1,4 @@
-"""Rate limits of the two endpoints: DRF throttles whose rates are read live from settings.
+"""Rate limits of the endpoints: DRF throttles whose rates are read live from settings.
 
 Scopes, and their rates unless ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` names them (a
 rate of ``None`` turns a limit off):

@@ -80,7 +80,7 @@ class JSONOnlyNegotiation(DefaultContentNegotiation):
 
 
 class KernelAPIView(GenericAPIView[_M]):
-    """What both endpoints share: JSON answers that are never cached, whatever goes wrong
+    """What the endpoints share: JSON answers that are never cached, whatever goes wrong
     (database trouble is a 503, a bug a JSON 500, even with ``DEBUG`` on), rate limits with
     failed authentications counted per IP, and none of the host's pagination or filters."""
 

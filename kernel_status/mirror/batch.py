@@ -33,9 +33,11 @@ which arrived first: for a status the value that ends a run wins (``queued`` < `
 timestamps a stop wins over a start. Sending the same notification again changes nothing.
 
 **Clock guard.** A timestamp further ahead of the server clock than
-``KERNEL_STATUS_MAX_CLOCK_SKEW`` (default 300 s) is refused with :class:`ClockSkewError`
+``KERNEL_STATUS_MAX_CLOCK_SKEW`` (default 300 s) is refused with
+:class:`~kernel_status.mirror.events.ClockSkewError`
 before anything is written; one event stamped years ahead would otherwise pin the session.
-:func:`reset_session` clears a session's mirror that is stuck for any other reason.
+:func:`~kernel_status.mirror.writes.reset_session` clears a session's mirror that is stuck for
+any other reason.
 
 **Last activity.** ``Session.last_activity`` is the greatest timestamp among the kernel
 starts and the cell notifications *with a status* of the current kernel process. marimo sends
@@ -44,7 +46,7 @@ happening. Heartbeats, stops, status-less notifications and reads never count. I
 the events only, never at the stored rows, so it does not depend on arrival order or batching:
 the maximum of a set is the same in any order, and a batch sent twice changes nothing. A
 notification older than the last start cannot change it, since the start itself is newer.
-:func:`reset_session` clears it.
+:func:`~kernel_status.mirror.writes.reset_session` clears it.
 """
 
 from __future__ import annotations

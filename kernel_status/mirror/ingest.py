@@ -1,9 +1,9 @@
 """The ingestion of a posted batch, from its parsed body to the write's report.
 
-One owner for what the body goes through after HTTP has read it: its size in events (413),
-its wire shape (:class:`~kernel_status.mirror.wire.KernelEventBatchSerializer`: 400 naming
-each invalid item), the write (404 for an unknown session) and the report. The HTTP limits of
-the body itself (411, 413 in bytes, JSON nesting) are in :mod:`kernel_status.api.parsers`.
+One owner for what the body goes through after HTTP has read it: its wire shape
+(:class:`~kernel_status.mirror.wire.KernelEventBatchSerializer`: 400 naming each invalid item),
+the write (404 for an unknown session) and the report. The HTTP limits of the body itself (411,
+413 in bytes or in events, JSON nesting) are in :mod:`kernel_status.api.parsers`.
 
 A batch of nothing but plainly valid cell-ops (most of what a kernel host sends) skips DRF:
 :func:`~kernel_status.mirror.events.read_cell_op` reads each into the event the serializer
@@ -21,7 +21,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.settings import api_settings
 
 from kernel_status.conf import conf
-from kernel_status.exceptions import BatchTooLarge, InvalidEventBatch, SessionNotFound
+from kernel_status.exceptions import InvalidEventBatch, SessionNotFound
 from kernel_status.mirror.events import ApplyResult, CellNotification, KernelEvent, read_cell_op
 from kernel_status.mirror.wire import KernelEventBatchSerializer
 from kernel_status.mirror.writes import UnknownSession, apply_events
@@ -68,15 +68,6 @@ def fast_cell_ops(body: Any, received_at: datetime) -> list[CellNotification] | 
             return None
         events.append(event)
     return events
-
-
-def check_batch_size(events: Any) -> None:
-    """413 for a list of more events than ``KERNEL_STATUS_MAX_BATCH_SIZE``."""
-    limit = conf.KERNEL_STATUS_MAX_BATCH_SIZE
-    if isinstance(events, list) and len(events) > limit:
-        raise BatchTooLarge(
-            f"The batch has {len(events)} events; at most {limit} are accepted per request."
-        )
 
 
 def _batch_error(errors: Mapping[str, Any]) -> ParseError | InvalidEventBatch:

@@ -162,8 +162,8 @@ def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
     """Apply a batch of events to one session in one transaction.
 
     Raises :class:`UnknownSession` when no session has this id, and
-    :class:`ClockSkewError` when an event is stamped too far ahead of the server clock;
-    either way nothing is written.
+    :class:`~kernel_status.mirror.events.ClockSkewError` when an event is stamped too far
+    ahead of the server clock; either way nothing is written.
     """
     if session_id_problem(session_id) is not None:
         raise UnknownSession(session_id)  # no session can have such an id

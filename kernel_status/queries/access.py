@@ -10,13 +10,6 @@ A host platform with its own membership model subclasses :class:`AccessPolicy`, 
 
 from __future__ import annotations
 
-# The public API: see "Public and internal modules" in docs/reference.md.
-__all__ = [
-    "AccessPolicy",
-    "DefaultAccessPolicy",
-    "get_access_policy",
-]
-
 from collections.abc import Hashable
 from functools import cache
 from typing import TYPE_CHECKING

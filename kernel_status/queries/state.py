@@ -7,13 +7,6 @@ agree, and the derivation runs inside the same SQL query that loads the session.
 
 from __future__ import annotations
 
-# The public API: see "Public and internal modules" in docs/reference.md.
-__all__ = [
-    "busy_cells_exist",
-    "kernel_alive_q",
-    "session_state_expression",
-]
-
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime

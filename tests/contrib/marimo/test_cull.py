@@ -18,7 +18,7 @@ from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.choices import ProcessState
 from kernel_status.contrib.marimo import culler
 from kernel_status.contrib.marimo.client import MarimoHome, MarimoUnavailable
-from kernel_status.mirror import CLOSED_CAUSE
+from kernel_status.mirror.writes import CLOSED_CAUSE
 from kernel_status.models import KernelProcess, Session
 from tests.utils import MakeSession, cells
 
