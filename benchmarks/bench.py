@@ -94,6 +94,8 @@ class Results:
     runs: list[Run] = field(default_factory=list)
     ingestion: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Queries per status request, per database and authentication path (inprocess.py).
+    queries: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def find(self, database: str, server: str, target: str, workers: int = 1) -> Run | None:
         for run in self.runs:
@@ -588,6 +590,25 @@ def measure_ingestion(results: Results, database: Database) -> None:
         )
 
 
+def measure_queries(results: Results, database: Database) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": database.url}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if database.name == "sqlite":
+        env.pop("DATABASE_URL")
+    completed = subprocess.run(
+        [PYTHON, str(ROOT / "benchmarks" / "inprocess.py"), "--queries", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"inprocess.py --queries on {database.name} failed:\n{completed.stderr}")
+    found = json.loads(completed.stdout.strip().splitlines()[-1])
+    results.queries[database.name] = found["queries"]
+    print(f"  {database.name:<10} queries per status request: {found['queries']}", flush=True)
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -634,7 +655,7 @@ def report(results: Results, databases: list[str]) -> str:
         for cells in (SMALL, LARGE):
             cells_text = f"{cells:,}"
             row(
-                f"status({cells_text} cells) / floor1, {server} (target >= 0.8)",
+                f"status({cells_text} cells) / floor1, {server} (target >= 1.0)",
                 *(_ratio(results, db, server, cells) for db in databases),
             )
     row(
@@ -645,6 +666,22 @@ def report(results: Results, databases: list[str]) -> str:
         "status(10) / floor0",
         *(_simple(results, db, f"status-{SMALL}", "floor0") for db in databases),
     )
+    jupyter = next((run for run in results.runs if run.server.startswith("Jupyter")), None)
+    for cells in (SMALL, LARGE):
+        ours = [results.find(db, REFERENCE, f"status-{cells}") for db in databases]
+        row(
+            f"status({cells:,} cells) / Jupyter Server, {REFERENCE} (per process)",
+            *(
+                "-" if run is None or jupyter is None
+                else f"{run.requests_per_second / jupyter.requests_per_second:.2f}"
+                for run in ours
+            ),
+        )  # fmt: skip
+    for path in ("token", "session"):
+        row(
+            f"queries per status request, {path} authentication",
+            *(str(results.queries.get(db, {}).get(path, "-")) for db in databases),
+        )
     lines.append("")
     lines.append("Ingestion (write API, notifications/s; ORM loop baseline from the same run):")
     row("batch", *databases)
@@ -792,6 +829,9 @@ def main() -> None:
         print("== ingestion (benchmarks/apply_rate.py)")
         for database in databases:
             measure_ingestion(results, database)
+        print("== queries per status request (benchmarks/inprocess.py --queries)")
+        for database in databases:
+            measure_queries(results, database)
     finally:
         for database in databases:
             if database.name == "postgresql":

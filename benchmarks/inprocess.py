@@ -1,11 +1,14 @@
 """Per-request cost in process: the WSGI app called directly, no server, no network.
 
 Measures floor0, floor1 and the status endpoint at 10 and 100,000 cells on a throwaway
-database (a SQLite file by default; PostgreSQL when DATABASE_URL is set), and with
-``--profile TARGET`` profiles that target with pyinstrument.
+database (a SQLite file by default; PostgreSQL or MariaDB when DATABASE_URL is set), with
+``--profile TARGET`` profiles that target with pyinstrument, and with ``--queries`` counts the
+SQL queries of one status request on each path: DRF's token authentication (the one-statement
+token path) and session authentication (DRF's normal path).
 
     python benchmarks/inprocess.py
     python benchmarks/inprocess.py --profile status-10
+    python benchmarks/inprocess.py --queries --json
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/kernel_status python benchmarks/inprocess.py
 """
 
@@ -97,11 +100,36 @@ def per_request_ms(call: Callable[[], object], seconds: float) -> float:
     return (time.perf_counter() - started) / count * 1000
 
 
+def query_counts(token: str) -> dict[str, int]:
+    """Queries of one status request (after a first one) on each authentication path."""
+    from django.test.utils import CaptureQueriesContext
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    by_token = APIClient()
+    by_token.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    by_session = APIClient()
+    by_session.force_login(Token.objects.get(key=token).user)  # a real session cookie
+    headers = {"Marimo-Session-Id": session_id_for(CELLS[0])}
+    counts = {}
+    for name, client in [("token", by_token), ("session", by_session)]:
+        client.get("/api/kernel/status", headers=headers)
+        with CaptureQueriesContext(connection) as context:
+            response = client.get("/api/kernel/status", headers=headers)
+        if response.status_code != 200:
+            raise SystemExit(f"{name}: {response.status_code} {response.content!r}")
+        counts[name] = len(context.captured_queries)
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", metavar="TARGET", help="profile one target with pyinstrument")
     parser.add_argument("--seconds", type=float, default=4.0, help="time per target")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--queries", action="store_true", help="count the queries of a status request per path"
+    )
     args = parser.parse_args()
 
     if connection.vendor == "sqlite":
@@ -115,6 +143,14 @@ def main() -> None:
         found = targets(token)
         for name, (path, headers) in found.items():
             print(f"{name}: {request_once(app, path, headers).decode()}", file=sys.stderr)
+        if args.queries:
+            counts = query_counts(token)
+            if args.json:
+                print(json.dumps({"database": connection.vendor, "queries": counts}))
+            else:
+                for name, count in counts.items():
+                    print(f"{name:>8} authentication: {count} queries per status request")
+            return
         if args.profile:
             from pyinstrument import Profiler
 

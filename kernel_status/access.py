@@ -10,7 +10,13 @@ from __future__ import annotations
 __all__ = [
     "AccessPolicy",
     "DefaultAccessPolicy",
+    "TokenUser",
     "get_access_policy",
 ]
 
-from kernel_status.queries.access import AccessPolicy, DefaultAccessPolicy, get_access_policy
+from kernel_status.queries.access import (
+    AccessPolicy,
+    DefaultAccessPolicy,
+    TokenUser,
+    get_access_policy,
+)

@@ -108,6 +108,12 @@ class Session(models.Model):
                 condition=~Q(session_id=""), name="kernel_status_session_id_not_empty"
             ),
         ]
+        indexes = [
+            # The idle_for rule of the listing and the culler: "last activity before the
+            # cutoff, or none and registered before it" is two ranges of this one index, so
+            # its cost follows the quiet sessions, not all of them.
+            models.Index(fields=["last_activity", "created_at"], name="kernel_status_quiet_since"),
+        ]
 
     def __str__(self) -> str:
         return self.session_id

@@ -42,6 +42,7 @@ from kernel_status.api.throttling import (
     SessionsRateThrottle,
     StatusRateThrottle,
 )
+from kernel_status.api.token_status import authenticate_and_fetch, token_status_request
 from kernel_status.exceptions import (
     DatabaseUnavailable,
     InvalidEventBatch,
@@ -59,7 +60,7 @@ from kernel_status.queries.listing import (
     parse_state,
     sessions_for,
 )
-from kernel_status.queries.status import fetch_status
+from kernel_status.queries.status import StatusRow, fetch_status
 
 logger = logging.getLogger("kernel_status")
 
@@ -170,11 +171,26 @@ class KernelStatusView(KernelAPIView[Session]):
     serializer_class = KernelStatusResponseSerializer
     http_method_names = ["get", "head"]  # HEAD: GET's answer without the body (RFC 9110 9.3.2)
     success_cache_control = "private, no-cache"
+    # The row read with the token on the token path (kernel_status.api.token_status).
+    token_path_row: StatusRow | None
+    token_path_taken = False
+
+    def perform_authentication(self, request: Request) -> None:
+        fast = token_status_request(request)
+        if fast is None:
+            super().perform_authentication(request)
+            return
+        # One statement: the token, its user, the access level and the state.
+        self.token_path_row = authenticate_and_fetch(request, fast).status
+        self.token_path_taken = True
+        self.failed_auth_throttle.record_success(request, self)
 
     def get_object(self) -> Session:
-        session_id = get_session_id(self.request)
-        # One query, compiled once per shape: the access level and the derived state.
-        row = fetch_status(self.request.user, session_id)
+        if self.token_path_taken:
+            row = self.token_path_row
+        else:
+            # One query, compiled once per shape: the access level and the derived state.
+            row = fetch_status(self.request.user, get_session_id(self.request))
         if row is None:
             raise SessionNotFound()
         session = Session(pk=row.pk, session_id=row.session_id, last_activity=row.last_activity)

@@ -161,6 +161,9 @@ def _again(view: WatchedStatusView) -> HttpResponseBase:
     state, through the view's own get() (the compiled query and the object permission)."""
     request = view.request
     assert isinstance(request, Request)
+    # The token path's row is the first read's: read the session again, as the user that
+    # the token authenticated (the compiled status query, the access check in its SQL).
+    view.token_path_taken = False
     try:
         response = view.get(request)
     except Exception as exc:

@@ -1,12 +1,11 @@
 # The change log behind blocking status reads and change streams (docs/watching.md).
-# Numbered 0008 while another branch adds 0007: renumber on merge if needed.
 
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("kernel_status", "0006_mysql_busy_cells_index_and_binary_ids"),
+        ("kernel_status", "0007_session_quiet_since_index"),
     ]
 
     operations = [

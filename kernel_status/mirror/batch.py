@@ -66,7 +66,6 @@ from kernel_status.mirror.events import (
 from kernel_status.mirror.ordering import STATUS_TIE_RANK, is_newer, stale_tie_rank
 from kernel_status.mirror.statements import (
     CellRow,
-    advance_last_activity,
     fetch_cells,
     reset_cells,
     upsert_cells,
@@ -82,6 +81,11 @@ def _order(event: KernelEvent) -> tuple[datetime, int]:
     return event.timestamp, _KIND_ORDER[type(event)]
 
 
+def cell_ids_of(batch: Iterable[KernelEvent]) -> set[str]:
+    """The ids of the cells a batch notifies about."""
+    return {event.cell_id for event in batch if isinstance(event, CellNotification)}
+
+
 def in_apply_order(events: Iterable[KernelEvent]) -> list[KernelEvent]:
     """The events sorted as a batch applies them: by timestamp, then by kind."""
     return sorted(events, key=_order)
@@ -94,20 +98,28 @@ class BatchState:
     :mod:`kernel_status.mirror.ordering`), so the batch gives the same rows whatever ran before it.
     """
 
-    def __init__(self, session: Session, kernel: KernelProcess | None, using: str) -> None:
+    def __init__(
+        self,
+        session: Session,
+        kernel: KernelProcess | None,
+        using: str,
+        cells: dict[str, CellRow] | None = None,
+    ) -> None:
         self.session = session
         self.using = using
         self.kernel_existed = kernel is not None
         self.kernel = kernel or KernelProcess(session=session)
         self.kernel_dirty = False
-        self.cells: dict[str, CellRow] = {}
+        # The batch's cells, when the caller read them with the kernel (fetch_kernel_and_cells).
+        self.cells_loaded = cells is not None
+        self.cells: dict[str, CellRow] = cells or {}
         self.dirty_cells: set[str] = set()
         self.reset_at: datetime | None = None
         self.activity: datetime | None = None  # the latest activity in this batch
 
     def apply(self, batch: Sequence[KernelEvent]) -> ApplyResult:
-        cell_ids = {event.cell_id for event in batch if isinstance(event, CellNotification)}
-        if cell_ids:
+        cell_ids = cell_ids_of(batch)
+        if cell_ids and not self.cells_loaded:
             self.cells = fetch_cells(self.session.pk, cell_ids, using=self.using)
         result = ApplyResult()
         for event in batch:
@@ -123,12 +135,13 @@ class BatchState:
             reset_cells(self.session.pk, self.reset_at, using=self.using)
         if self.kernel_dirty:
             self.kernel.save(using=self.using, force_insert=not self.kernel_existed)
+        # last_activity only forward: a batch of old events never moves it back.
         upsert_cells(
-            self.session.pk, (self.cells[cell_id] for cell_id in self.dirty_cells), using=self.using
+            self.session.pk,
+            (self.cells[cell_id] for cell_id in self.dirty_cells),
+            using=self.using,
+            last_activity=self.activity,
         )
-        if self.activity is not None:
-            # Only forward: a batch of old events never moves it back.
-            advance_last_activity(self.session.pk, self.activity, using=self.using)
 
     def _active_at(self, at: datetime) -> None:
         if self.activity is None or at > self.activity:

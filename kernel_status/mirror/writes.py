@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from kernel_status.mirror.batch import BatchState, in_apply_order
+from kernel_status.mirror.batch import BatchState, cell_ids_of, in_apply_order
 from kernel_status.mirror.changes import note_changed
 from kernel_status.mirror.events import (
     ApplyResult,
@@ -25,7 +25,7 @@ from kernel_status.mirror.events import (
     KernelStopped,
     check_clock_skew,
 )
-from kernel_status.mirror.statements import fetch_kernel, lock_session
+from kernel_status.mirror.statements import fetch_kernel_and_cells, lock_session
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.validators import session_id_problem, validate_session_id
 
@@ -178,8 +178,8 @@ def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
         session = Session.from_db(using, [Session._meta.pk.attname], [session_pk])
         # Read after the lock is held: a join in the locking query would see the kernel row
         # as it was before a concurrent writer committed.
-        kernel = fetch_kernel(session_pk, using=using)
-        batch_state = BatchState(session, kernel, using)
+        kernel, cells = fetch_kernel_and_cells(session_pk, cell_ids_of(batch), using=using)
+        batch_state = BatchState(session, kernel, using, cells)
         result = batch_state.apply(batch)
         batch_state.save()
         # Every batch that wrote something, even a heartbeat: it moves the liveness expiry

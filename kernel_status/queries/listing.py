@@ -114,6 +114,10 @@ def listing(
     if filters.idle_for is not None:
         cutoff = now - filters.idle_for
         quiet = Q(last_activity__lte=cutoff) | Q(last_activity__isnull=True, created_at__lte=cutoff)
+        # As a subquery: planners then read the quiet sessions from the kernel_status_quiet_since
+        # index (two ranges) and probe each by pk, instead of walking the table in pk order
+        # (SQLite does, for the pages' ORDER BY pk) and testing every session.
+        quiet_pks = mirror_model("Session")._default_manager.filter(quiet).values("pk")
         resting = [SessionState.IDLE.value, SessionState.STOPPED.value]
-        rows = rows.filter(quiet, state__in=resting)
+        rows = rows.filter(pk__in=quiet_pks, state__in=resting)
     return rows.only("pk", "session_id", "notebook", "last_activity", "created_at")

@@ -343,7 +343,7 @@ def test_one_query_after_authentication(
 
 
 @pytest.mark.parametrize("username", ["owner", "editor", "viewer", "stranger", "superuser"])
-def test_token_request_is_two_queries_whatever_the_data_size(
+def test_token_request_is_one_query_whatever_the_data_size(
     make_session: MakeSession,
     token_client: Callable[[str], APIClient],
     users: dict[str, User],
@@ -360,7 +360,8 @@ def test_token_request_is_two_queries_whatever_the_data_size(
             session=big, user=User.objects.create_user(f"member{i}"), role="view"
         )
     _, big_queries = run_counting_queries(client, big.session_id)
-    assert len(small_queries) == len(big_queries) == 2  # token lookup + the status query
+    # The token lookup, the user's flags, the access level and the state: one statement.
+    assert len(small_queries) == len(big_queries) == 1
 
 
 def test_a_read_never_writes(make_session: MakeSession, users: dict[str, User]) -> None:

@@ -251,16 +251,40 @@ def test_a_batch_is_a_constant_number_of_queries(session: Session, size: int) ->
         result = mirror.apply_events("s1", batch)
     assert result == ApplyResult(applied=size + 1)
     # Lock the session, read its kernel, read the touched cells, reset the others,
-    # write the kernel, upsert the cells, move the session's last activity forward; then the
-    # change log's row (and, on PostgreSQL, its NOTIFY) for watchers.
+    # write the kernel, upsert the cells, move the session's last activity forward (on
+    # PostgreSQL the kernel and the cells are one read, and the upsert and the last activity
+    # one statement); then the change log's row (and, on PostgreSQL, its NOTIFY) for watchers.
     watchers = 2 if connection.vendor == "postgresql" else 1
     writes = [
         q["sql"]
         for q in context.captured_queries
         if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
     ]
-    assert len(writes) == 7 + watchers, writes
+    assert len(writes) == (5 if connection.vendor == "postgresql" else 7) + watchers, writes
     assert CellStatus.objects.filter(session=session, status=Cell.QUEUED).count() == size
+
+
+def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql(session: Session) -> None:
+    """A kernel host's commonest batch: lock, read, write (one round trip each)."""
+    mirror.apply_events("s1", [op("c0", 1, Cell.IDLE)])
+    with CaptureQueriesContext(connection) as context:
+        result = mirror.apply_events("s1", [op("c0", 2, Cell.RUNNING), op("c1", 2, Cell.QUEUED)])
+    assert result == ApplyResult(applied=2)
+    statements = [
+        q["sql"]
+        for q in context.captured_queries
+        if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
+    ]
+    assert len(statements) == (3 if connection.vendor == "postgresql" else 5), statements
+    assert dict(CellStatus.objects.values_list("cell_id", "status")) == {
+        "c0": Cell.RUNNING,
+        "c1": Cell.QUEUED,
+    }
+    stored = Session.objects.get(pk=session.pk).last_activity
+    assert stored == at(2)
+    mirror.apply_events("s1", [op("c0", 1.5, Cell.IDLE)])  # older: no change, never back
+    assert Session.objects.get(pk=session.pk).last_activity == stored
+    assert CellStatus.objects.get(cell_id="c0").status == Cell.RUNNING
 
 
 # --- bad events ----------------------------------------------------------------------------------
