@@ -155,12 +155,23 @@ def advance_last_activity(session_pk: int, at: datetime, *, using: str) -> None:
     table = connection.ops.quote_name(Session._meta.db_table)
     pk = connection.ops.quote_name(str(Session._meta.pk.column))
     value = connection.ops.adapt_datetimefield_value(at)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET last_activity = %s "
-            f"WHERE {pk} = %s AND (last_activity IS NULL OR last_activity < %s)",
-            [value, session_pk, value],
+    if connection.vendor == "mysql":
+        # The condition in SET, the primary key alone in WHERE: with it in WHERE, InnoDB may
+        # walk the (last_activity, created_at) index instead and lock other sessions' rows on
+        # the way, which deadlocks writers of different sessions.
+        sql = (
+            f"UPDATE {table} SET last_activity = CASE WHEN last_activity IS NULL "
+            f"OR last_activity < %s THEN %s ELSE last_activity END WHERE {pk} = %s"
         )
+        params = [value, value, session_pk]
+    else:
+        sql = (
+            f"UPDATE {table} SET last_activity = %s "
+            f"WHERE {pk} = %s AND (last_activity IS NULL OR last_activity < %s)"
+        )
+        params = [value, session_pk, value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def reset_cells(session_pk: int, at: datetime, *, using: str) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from django.db import connections, router, transaction
+from django.db import OperationalError, connections, router, transaction
 from django.utils import timezone
 
 from kernel_status.mirror.batch import BatchState, cell_ids_of, in_apply_order
@@ -171,6 +171,35 @@ def apply_events(session_id: str, events: Iterable[KernelEvent]) -> ApplyResult:
     check_clock_skew(events)
     batch = in_apply_order(events)
     using = _db()
+    for attempt in range(DEADLOCK_RETRIES + 1):
+        try:
+            return _apply_batch(session_id, batch, using)
+        except OperationalError as error:
+            if attempt == DEADLOCK_RETRIES or not _retryable_deadlock(error, using):
+                raise
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+# InnoDB (MariaDB, MySQL) may pick a batch as a deadlock victim even though writers of one
+# session queue on its row: the unique-index checks of concurrent upserts of other sessions'
+# cells take gap locks. It rolls the whole transaction back, and applying a batch again is
+# safe (the mirror's invariant), so the batch is retried, as InnoDB's manual advises.
+DEADLOCK_RETRIES = 3
+_MYSQL_DEADLOCK = 1213
+
+
+def _retryable_deadlock(error: OperationalError, using: str) -> bool:
+    connection = connections[using]
+    # Inside a caller's transaction the rollback took the caller's work too: not ours to redo.
+    return (
+        connection.vendor == "mysql"
+        and not connection.in_atomic_block
+        and bool(error.args)
+        and error.args[0] == _MYSQL_DEADLOCK
+    )
+
+
+def _apply_batch(session_id: str, batch: list[KernelEvent], using: str) -> ApplyResult:
     with transaction.atomic(using=using):
         session_pk = lock_session(session_id, using=using)
         if session_pk is None:
