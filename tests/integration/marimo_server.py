@@ -38,6 +38,7 @@ __all__ = [
     "marimo_server",
     "notebook",
     "serve_notebooks",
+    "serve_notebooks_in",
 ]
 
 STARTUP_TIMEOUT = 60.0
@@ -58,6 +59,20 @@ def serve_notebooks(tmp_path: Path, notebooks: dict[str, str]) -> Iterator[Marim
 
     Skips without marimo, and fails instead under ``CI=true``, where these tests must run.
     """
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name, source in notebooks.items():
+        (folder / name).write_text(source)
+    with serve_notebooks_in(folder, tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serve_notebooks_in(
+    folder: Path, workdir: Path, *, token: str | None = None
+) -> Iterator[MarimoServer]:
+    """:func:`marimo_server` on ``folder``, skipped (or failed under ``CI=true``) without
+    marimo."""
     import pytest  # here: benchmarks/bridge_lag.py uses this module without pytest
 
     missing = marimo_missing()
@@ -65,11 +80,7 @@ def serve_notebooks(tmp_path: Path, notebooks: dict[str, str]) -> Iterator[Marim
         if os.environ.get("CI") == "true":
             pytest.fail(f"{missing} (CI=true requires these tests)")
         pytest.skip(missing)
-    folder = tmp_path / "notebooks"
-    folder.mkdir()
-    for name, source in notebooks.items():
-        (folder / name).write_text(source)
-    with marimo_server(folder, tmp_path) as server:
+    with marimo_server(folder, workdir, token=token) as server:
         yield server
 
 
@@ -89,6 +100,7 @@ class MarimoServer:
     folder: Path
     log: Path
     server_token: str = ""
+    token: str | None = None  # marimo's access token, if it runs with one
 
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
@@ -99,6 +111,7 @@ class MarimoServer:
             headers={
                 "Content-Type": "application/json",
                 "Marimo-Server-Token": self.server_token,
+                **({"Authorization": f"Bearer {self.token}"} if self.token else {}),
                 **(headers or {}),
             },
             method=method,
@@ -164,8 +177,12 @@ def _json(body: bytes) -> Any:
 
 
 @contextlib.contextmanager
-def marimo_server(folder: Path, workdir: Path) -> Iterator[MarimoServer]:
-    """``marimo edit <folder> --headless`` on a free port; killed with its kernels after."""
+def marimo_server(
+    folder: Path, workdir: Path, *, port: int | None = None, token: str | None = None
+) -> Iterator[MarimoServer]:
+    """``marimo edit <folder> --headless`` on ``port`` (a free one by default), with access
+    token ``token`` (none by default); killed with its kernels after. Entered again with the
+    same port, it is marimo restarted."""
     home = workdir / "marimo-home"  # marimo's config and state stay out of the real home
     env = {
         **os.environ,
@@ -175,13 +192,14 @@ def marimo_server(folder: Path, workdir: Path) -> Iterator[MarimoServer]:
         "XDG_CACHE_HOME": str(home / ".cache"),
         "PYTHONUNBUFFERED": "1",
     }
-    port = free_port()
+    port = port or free_port()
     log = workdir / "marimo.log"
-    with log.open("wb") as out:
+    auth = ("--token-password", token) if token else ("--no-token",)
+    with log.open("ab") as out:  # appended: a restarted server keeps the log before
         process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "marimo", "edit", str(folder), "--headless"),
-                *("--no-token", "--port", str(port), "--host", "127.0.0.1"),
+                *(*auth, "--port", str(port), "--host", "127.0.0.1"),
                 "--skip-update-check",
             ],
             stdout=out,
@@ -190,7 +208,7 @@ def marimo_server(folder: Path, workdir: Path) -> Iterator[MarimoServer]:
             env=env,
             start_new_session=True,  # its own process group: nothing it starts outlives it
         )
-    server = MarimoServer(process, f"http://127.0.0.1:{port}", folder, log)
+    server = MarimoServer(process, f"http://127.0.0.1:{port}", folder, log, token=token)
     try:
         eventually(lambda: _up(server), STARTUP_TIMEOUT, "marimo to answer")
         code, page = server.request("GET", "/")

@@ -9,7 +9,9 @@ direct mode runs the bridge in a thread of the test process, on the test databas
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import re
 import signal
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -35,8 +38,10 @@ from tests.integration.marimo_server import (
     MarimoServer,
     Tab,
     eventually,
+    marimo_server,
     notebook,
     serve_notebooks,
+    serve_notebooks_in,
 )
 
 pytestmark = [
@@ -49,6 +54,7 @@ SLEEP_CODE = "import time\n\ntime.sleep(2)"
 CODES = ["x = 1", SLEEP_CODE]
 SCENARIO_TIMEOUT = 30.0
 BRIDGE_LAG = 5.0  # how long the mirror may trail marimo
+RECOVERY = 20.0  # under the 30 s of backoff the restart test's bridge would otherwise sleep
 FAST = ["--poll-interval", "0.3", "--heartbeat-interval", "1", "--unknown-retry", "0.5"]
 
 
@@ -108,17 +114,20 @@ class BridgeProcess:
         return self.process.wait(20)
 
 
-@pytest.fixture
-def http_bridge(marimo: MarimoServer, live_server: Any, tmp_path: Path) -> Iterator[BridgeProcess]:
-    service = User.objects.create_user(username="bridge-service")
+def start_bridge_process(
+    marimo: MarimoServer, live_server: Any, tmp_path: Path, **env: str
+) -> BridgeProcess:
+    """``kernel_status_bridge`` in HTTP mode, as its own process, with ``env`` added."""
+    service, _ = User.objects.get_or_create(username="bridge-service")
     service.user_permissions.add(Permission.objects.get(codename="report_kernel_events"))
-    token = Token.objects.create(user=service)
+    token, _ = Token.objects.get_or_create(user=service)
     log = tmp_path / "bridge.log"
     env = {
         **os.environ,
         "KERNEL_STATUS_BRIDGE_TOKEN": token.key,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         "DJANGO_SETTINGS_MODULE": "project.settings",
+        **env,
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -135,13 +144,18 @@ def http_bridge(marimo: MarimoServer, live_server: Any, tmp_path: Path) -> Itera
             cwd=REPO,
             env=env,
         )
-    bridge = BridgeProcess(process, log, tmp_path / "health.json")
+    return BridgeProcess(process, log, tmp_path / "health.json")
+
+
+@pytest.fixture
+def http_bridge(marimo: MarimoServer, live_server: Any, tmp_path: Path) -> Iterator[BridgeProcess]:
+    bridge = start_bridge_process(marimo, live_server, tmp_path)
     try:
         yield bridge
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+        if bridge.process.poll() is None:
+            bridge.process.kill()
+            bridge.process.wait(10)
 
 
 # --- the tests ----------------------------------------------------------------------------------
@@ -314,3 +328,73 @@ def test_one_bridge_process_follows_sessions_that_come_and_go(
     output = http_bridge.output()
     assert f"Session '{tabs['c'].session_id}' is in the mirror now" in output
     assert "ERROR" not in output, output
+
+
+def test_the_bridge_follows_new_sessions_after_marimo_restarts(
+    tmp_path: Path, users: dict[str, User], caplog: pytest.LogCaptureFixture
+) -> None:
+    """marimo stops and starts again on the same port: the old session is recorded as ended,
+    and a session opened on the new server is followed, without waiting out a backoff."""
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.py").write_text(notebook(*CODES))
+    first = contextlib.ExitStack()
+    marimo = first.enter_context(serve_notebooks_in(folder, tmp_path))
+    bridge: BridgeThread | None = None  # None once stopped
+    try:
+        old = Tab(marimo, "a.py")
+        old.wait_ready()
+        register(old, users["owner"])
+        # A backoff of at least 30 s, longer than the waits below: only an early listing
+        # (marimo's /health answering again) can pick up the restarted server in time.
+        bridge = thread = BridgeThread(marimo, backoff_initial=60.0, backoff_max=60.0)
+        eventually(lambda: kernel_running(old.session_id), SCENARIO_TIMEOUT, "the attach")
+
+        with caplog.at_level(logging.INFO, "kernel_status.contrib.marimo"):
+            first.close()  # marimo stops, with its kernels
+            eventually(lambda: not thread.bridge.marimo_reachable, SCENARIO_TIMEOUT, "the outage")
+            with marimo_server(folder, tmp_path, port=urlsplit(marimo.url).port) as again:
+                new = Tab(again, "b.py")
+                new.wait_ready()
+                register(new, users["owner"])
+                eventually(lambda: kernel_running(new.session_id), RECOVERY, "the new attach")
+                assert set(thread.bridge.followers) == {new.session_id}
+                thread.stop()
+                bridge = None
+        assert our_state(old.session_id) == "stopped"
+        assert our_state(new.session_id) == "idle"
+        assert "marimo answers /health again; listing its sessions" in caplog.messages
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        if bridge is not None:
+            bridge.stop()
+        first.close()
+        connections.close_all()
+
+
+def test_a_wrong_marimo_token_is_reported_as_unauthorized(tmp_path: Path, live_server: Any) -> None:
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    (folder / "a.py").write_text(notebook(*CODES))
+    with serve_notebooks_in(folder, tmp_path, token="the-right-token") as marimo:
+        bridge = start_bridge_process(
+            marimo, live_server, tmp_path, KERNEL_STATUS_MARIMO_TOKEN="a-wrong-token"
+        )
+        try:
+            assert bridge.process.wait(SCENARIO_TIMEOUT) == 1  # not retried forever
+        finally:
+            if bridge.process.poll() is None:
+                bridge.process.kill()
+    health = json.loads(bridge.health.read_text())
+    assert health["marimo"] == "unauthorized"
+    assert health["marimo_reachable"] is False
+    assert "/auth/login" in health["marimo_error"]
+    output = bridge.output()
+    assert re.search(
+        r" ERROR marimo refused the bridge's access token \(wrong token\): GET / answered 303, "
+        r"a redirect to \S*/auth/login",
+        output,
+    ), output
+    assert "--marimo-token-file or $KERNEL_STATUS_MARIMO_TOKEN" in output
+    assert "unreachable" not in output

@@ -4,7 +4,12 @@ One asyncio loop per marimo server:
 
 - **Discovery.** Every ``poll_interval`` seconds the bridge lists marimo's sessions
   (``POST /api/home/running_notebooks``). It follows each new one, up to ``max_sessions``,
-  and records a stop for each followed session that is no longer listed.
+  and records a stop for each followed session that is no longer listed. When a listing
+  fails it waits with backoff, but lists again at once when a follower's socket closes with
+  ``MARIMO_NO_SESSION``/``MARIMO_SHUTDOWN`` or when ``GET /health`` (probed every
+  ``health_probe_interval`` seconds meanwhile) answers again after failing: marimo is back.
+  A refused access token (:class:`~kernel_status.contrib.marimo.client.MarimoUnauthorized`)
+  ends the bridge: retrying cannot fix it.
 - **Following.** One websocket per session, attached read-only:
   ``/ws?session_id=<a fresh id of the bridge's own>&file=<the notebook>&kiosk=true``. marimo
   finds no session with the bridge's id, falls back to the file key and adds the bridge as an
@@ -42,11 +47,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from kernel_status.contrib.marimo.backoff import backoff_delay
-from kernel_status.contrib.marimo.client import MarimoAPI, MarimoUnavailable
+from kernel_status.contrib.marimo.client import MarimoAPI, MarimoUnauthorized, MarimoUnavailable
 from kernel_status.contrib.marimo.translate import SessionTranslator
 from kernel_status.contrib.marimo.writer import Writer
 
-__all__ = ["ATTACH_ID_PREFIX", "BridgeSettings", "MarimoBridge"]
+__all__ = ["ATTACH_ID_PREFIX", "MARIMO_TOKEN_OPTION", "BridgeSettings", "MarimoBridge"]
 
 logger = logging.getLogger("kernel_status.contrib.marimo")
 
@@ -54,6 +59,8 @@ ATTACH_ID_PREFIX = "kernel-status-bridge-"
 # marimo's close reasons (marimo._server.codes.WebSocketCloseReason) after which the session
 # may be gone: discovery is asked at once.
 SESSION_MAY_BE_GONE = frozenset({"MARIMO_SHUTDOWN", "MARIMO_NO_SESSION"})
+# Where the operator gives marimo's access token (the command's option and variable).
+MARIMO_TOKEN_OPTION = "--marimo-token-file or $KERNEL_STATUS_MARIMO_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,20 @@ class BridgeSettings:
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     health_file: Path | None = None
+    # While listings fail: how often GET /health is asked, and how long each ask may take.
+    # One probe at a time, so at most one cheap request per interval.
+    health_probe_interval: float = 0.5
+    health_probe_timeout: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("poll_interval", "heartbeat_interval", "open_timeout", "http_timeout"):
+        for name in (
+            "poll_interval",
+            "heartbeat_interval",
+            "open_timeout",
+            "http_timeout",
+            "health_probe_interval",
+            "health_probe_timeout",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive.")
         if self.max_sessions < 1:
@@ -95,16 +113,23 @@ class MarimoBridge:
         )
         self.followers: dict[str, _Follower] = {}
         self.followed_total = 0  # sessions followed since the start
-        self.marimo_reachable = False
+        # "reachable", "unreachable" (down, or failing) or "unauthorized" (the access token).
+        self.marimo_state = "unreachable"
+        self.marimo_error: str | None = None  # why the last listing failed
         self.last_poll_at: float | None = None  # time.time() of the last good listing
+        # Set by followers (a session may be gone) and by the health probe (marimo is back):
+        # discovery lists at once instead of finishing its wait.
         self._poll_now = asyncio.Event()
+        # /health failed since the last good listing: its next 200 means marimo came back.
+        self._marimo_down = False
         self._warned: set[tuple[str, str]] = set()
         # Starts reported by an earlier bridge process, from its health file.
         self._known_starts = _read_kernel_starts(settings.health_file)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Raises :class:`FatalWriteError` when the mirror refuses
-        the bridge for good."""
+        the bridge for good, :class:`MarimoUnauthorized` when marimo refuses its access
+        token."""
         logger.info("Bridging marimo at %s", self.marimo.base_url)
         discovery = asyncio.create_task(self._discover(), name="discovery")
         fatal = asyncio.create_task(self.writer.wait_fatal(), name="fatal")
@@ -132,31 +157,75 @@ class MarimoBridge:
 
     # --- discovery ----------------------------------------------------------------------------
 
+    @property
+    def marimo_reachable(self) -> bool:
+        return self.marimo_state == "reachable"
+
     async def _discover(self) -> None:
         attempt = 0
         while True:
             self._poll_now.clear()
             try:
                 running = await self.marimo.running_sessions()
+            except MarimoUnauthorized as error:
+                self.marimo_state, self.marimo_error = "unauthorized", str(error)
+                self._write_health()
+                logger.error(
+                    "marimo refused the bridge's access token (%s): %s. Give marimo's token "
+                    "with %s",
+                    "none given" if self.marimo.token is None else "wrong token",
+                    error,
+                    MARIMO_TOKEN_OPTION,
+                )
+                raise
             except MarimoUnavailable as error:
                 settings = self.settings
                 delay = backoff_delay(attempt, settings.backoff_initial, settings.backoff_max)
                 attempt += 1
                 log = logger.warning if self.marimo_reachable or attempt == 1 else logger.debug
                 log("marimo did not list its sessions (%s); retrying in %.1f s", error, delay)
-                self.marimo_reachable = False
+                self.marimo_state, self.marimo_error = "unreachable", str(error)
                 self._write_health()
-                await asyncio.sleep(delay)
+                await self._wait_for_marimo(delay)
                 continue
             if not self.marimo_reachable:
                 logger.info("marimo lists %d sessions", len(running))
-            self.marimo_reachable, attempt = True, 0
+            self.marimo_state, self.marimo_error, attempt = "reachable", None, 0
+            self._marimo_down = False
             self.last_poll_at = time.time()
             self._reconcile(running)
             self._write_health()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval):
                     await self._poll_now.wait()
+
+    async def _wait_for_marimo(self, delay: float) -> None:
+        """Wait out a failed listing's backoff, but no longer than until marimo is back."""
+        probe = asyncio.create_task(self._probe_health(), name="health probe")
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._poll_now.wait()
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+
+    async def _probe_health(self) -> None:
+        """Ask ``/health`` until it answers after having failed, then ask for a listing.
+
+        A listing that fails while /health answers (marimo up but refusing) keeps its
+        backoff: only the step from down to up lists early."""
+        settings = self.settings
+        while True:
+            if await self.marimo.healthy(settings.health_probe_timeout):
+                if self._marimo_down:
+                    logger.info("marimo answers /health again; listing its sessions")
+                    self._marimo_down = False
+                    self.poll_soon()
+                    return
+            else:
+                self._marimo_down = True
+            await asyncio.sleep(settings.health_probe_interval)
 
     def _reconcile(self, running: dict[str, str]) -> None:
         for session_id in [sid for sid in self.followers if sid not in running]:
@@ -229,7 +298,9 @@ class MarimoBridge:
         return {
             "updated_at": time.time(),
             "marimo_url": self.marimo.base_url,
+            "marimo": self.marimo_state,
             "marimo_reachable": self.marimo_reachable,
+            "marimo_error": self.marimo_error,
             "last_poll_at": self.last_poll_at,
             "sessions": sorted(self.followers),
             "attached": sorted(sid for sid, f in self.followers.items() if f.attached),

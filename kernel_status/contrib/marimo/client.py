@@ -16,17 +16,27 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import httpx
 
-__all__ = ["MarimoAPI", "MarimoHome", "MarimoUnavailable", "check_base_url"]
+__all__ = ["MarimoAPI", "MarimoHome", "MarimoUnauthorized", "MarimoUnavailable", "check_base_url"]
 
 # marimo embeds it in its page; its API refuses requests without it (HTTP 401).
 SERVER_TOKEN = re.compile(rb'"serverToken":\s*"([^"]+)"')
 SERVER_TOKEN_HEADER = "Marimo-Server-Token"
 RUNNING_NOTEBOOKS = "/api/home/running_notebooks"
 SHUTDOWN_SESSION = "/api/home/shutdown_session"
+HEALTH = "/health"  # answered without the access token or the server token
+# How marimo refuses a missing or wrong access token on its page: a redirect to its login
+# page (303), or 401/403 from an auth proxy in front of it.
+UNAUTHORIZED_PAGE = frozenset({303, 401, 403})
 
 
 class MarimoUnavailable(Exception):
     """marimo did not answer usefully; trying again later may help."""
+
+
+class MarimoUnauthorized(MarimoUnavailable):
+    """marimo refuses the access token (wrong, or missing): trying again does not help until
+    the token is fixed. A :class:`MarimoUnavailable`, so that callers that only tell success
+    from failure (the culler) need no change."""
 
 
 def check_base_url(url: str) -> tuple[bool, str, str]:
@@ -101,6 +111,8 @@ class MarimoAPI:
             if response.status_code == 401 and attempt == 0 and self._reread_server_token:
                 self._server_token = None  # marimo restarted: its page has a new one
                 continue
+            if response.status_code == 403:
+                raise MarimoUnauthorized(_refusal("POST", path, response))
             if response.status_code != 200:
                 raise MarimoUnavailable(_refusal("POST", path, response))
             return _sessions(response)
@@ -108,12 +120,23 @@ class MarimoAPI:
 
     async def _fetch_server_token(self) -> str:
         response = await self._request("GET", "/")
+        if response.status_code in UNAUTHORIZED_PAGE:
+            raise MarimoUnauthorized(_refusal("GET", "/", response))
         if response.status_code != 200:
             raise MarimoUnavailable(_refusal("GET", "/", response))
         match = SERVER_TOKEN.search(response.content)
         if match is None:
             raise MarimoUnavailable("marimo's page has no serverToken (not marimo 0.25?)")
         return match.group(1).decode()
+
+    async def healthy(self, timeout: float) -> bool:
+        """Whether marimo answers ``GET /health`` with 200 within ``timeout`` seconds: the
+        cheap probe for marimo coming back (no page, no server token, no session list)."""
+        try:
+            response = await self._client.get(self._url(HEALTH), timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -143,6 +166,9 @@ def _sessions(response: httpx.Response) -> dict[str, str]:
 
 def _refusal(method: str, path: str, response: httpx.Response) -> str:
     """``POST /api/home/... answered 401: Missing server token``: marimo's own reason."""
+    location = response.headers.get("location")
+    if response.is_redirect and location:
+        return f"{method} {path} answered {response.status_code}, a redirect to {location}"
     return f"{method} {path} answered {response.status_code}: {_reason(response.content)}"
 
 

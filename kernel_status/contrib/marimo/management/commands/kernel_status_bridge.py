@@ -101,7 +101,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            from kernel_status.contrib.marimo.bridge import BridgeSettings, MarimoBridge
+            from kernel_status.contrib.marimo.bridge import (
+                MARIMO_TOKEN_OPTION,
+                BridgeSettings,
+                MarimoBridge,
+            )
+            from kernel_status.contrib.marimo.client import MarimoUnauthorized
             from kernel_status.contrib.marimo.writer import (
                 DirectSink,
                 FatalWriteError,
@@ -159,6 +164,12 @@ class Command(BaseCommand):
                 asyncio.run(main())
             except FatalWriteError as error:
                 raise CommandError(f"The mirror refused the bridge: {error}") from error
+            except MarimoUnauthorized as error:
+                # Like the mirror's 401/403: the token is read once, so retrying cannot fix
+                # it; exit 1 lets a supervisor restart the bridge with the corrected token.
+                raise CommandError(
+                    f"marimo refused the bridge's access token ({MARIMO_TOKEN_OPTION}): {error}"
+                ) from error
 
 
 def _secret(path: Path | None, env: str, required: bool) -> str | None:
