@@ -399,6 +399,30 @@ def clients(page: Page, request: pytest.FixtureRequest) -> None:
     )
 
 
+# transaction=True: the uvicorn server (another process) sees committed rows only.
+@runs("docs/watching.md", pytest.mark.django_db(transaction=True))
+def watching(page: Page, request: pytest.FixtureRequest) -> None:
+    from tests.utils import uvicorn_server
+
+    demo = io.StringIO()
+    call_command("kernel_status_demo", "--json", stdout=demo)
+    editor = json.loads(demo.getvalue())["users"]["editor"]
+    [python_client] = page.expect(1)
+    # Waiting needs ASGI: the page's server is a uvicorn process; its 30 s wait is cut to 1 s.
+    with uvicorn_server() as (url, _):
+        replace = {DOCUMENTED_SERVER: url, '"1e927f47..."': json.dumps(editor), "wait=30": "wait=1"}
+        namespace: dict[str, Any] = {}
+        page.run(python_client, namespace, replace=replace)
+    assert namespace["change"].changed is False
+    assert namespace["change"].waited == 1
+    assert namespace["states"] == {
+        "demo-idle": "idle",
+        "demo-running": "running",
+        "demo-stopped": "stopped",
+        "demo-not-started": "stopped",
+    }
+
+
 @runs("docs/deployment.md", pytest.mark.django_db)
 def deployment(page: Page, request: pytest.FixtureRequest) -> None:
     docs_pages, timeouts, persistent, caches = page.expect(4)
