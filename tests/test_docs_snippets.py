@@ -44,6 +44,7 @@ from django.db import connection
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import override_settings
 from django.test.client import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -295,7 +296,9 @@ def platform(page: Page, request: pytest.FixtureRequest) -> None:
 # transaction=True: the example app's tables are created and dropped outside a test transaction.
 @runs("docs/access.md", pytest.mark.django_db(transaction=True))
 def access(page: Page, request: pytest.FixtureRequest) -> None:
-    view_block, models_block, policy_block, settings_block, method_block = page.expect(5)
+    view_block, models_block, policy_block, settings_block, method_block, token_block = page.expect(
+        6
+    )
     owner, editor, viewer, stranger = (
         User.objects.create_user(name) for name in ["owner", "editor", "viewer", "stranger"]
     )
@@ -316,14 +319,17 @@ def access(page: Page, request: pytest.FixtureRequest) -> None:
     app.mkdir()
     (app / "__init__.py").write_text("")
     (app / "models.py").write_text(page.text(models_block))
-    (app / "access.py").write_text(page.text(policy_block) + "\n" + page.text(method_block))
+    (app / "access.py").write_text(
+        "\n".join(page.text(block) for block in (policy_block, method_block, token_block))
+    )
     request.getfixturevalue("monkeypatch").syspath_prepend(str(app.parent))
     host = fresh_settings(request)
     page.run(settings_block, host)
 
     with team_app() as teams:
         policy = import_module("teams.access").TeamAccessPolicy
-        assert "compiled_query_key" in vars(policy)  # the method joined the class
+        assert "compiled_query_key" in vars(policy)  # the methods joined the class
+        assert "token_access_level_expression" in vars(policy)
         alpha = teams.Team.objects.create(name="alpha")
         beta = teams.Team.objects.create(name="beta")
         teams.TeamSession.objects.create(session=session, team=alpha)
@@ -349,6 +355,14 @@ def access(page: Page, request: pytest.FixtureRequest) -> None:
                 client = APIClient()
                 client.force_authenticate(user)
                 assert get_status(client, session_id).status_code == status, (user, session_id)
+                # The same answer on the one-statement token path, in one query.
+                token, _ = Token.objects.get_or_create(user=user)
+                by_token = APIClient()
+                by_token.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+                with CaptureQueriesContext(connection) as queries:
+                    answer = get_status(by_token, session_id)
+                assert answer.status_code == status, (user, session_id, "token")
+                assert len(queries) == 1, [query["sql"] for query in queries]
 
 
 @runs("docs/bridge.md")
@@ -397,6 +411,30 @@ def clients(page: Page, request: pytest.FixtureRequest) -> None:
     assert namespace["stopped"] == KernelStatusResponse(
         state=KernelStatusStateEnum.STOPPED, last_activity=None
     )
+
+
+# transaction=True: the uvicorn server (another process) sees committed rows only.
+@runs("docs/watching.md", pytest.mark.django_db(transaction=True))
+def watching(page: Page, request: pytest.FixtureRequest) -> None:
+    from tests.utils import uvicorn_server
+
+    demo = io.StringIO()
+    call_command("kernel_status_demo", "--json", stdout=demo)
+    editor = json.loads(demo.getvalue())["users"]["editor"]
+    [python_client] = page.expect(1)
+    # Waiting needs ASGI: the page's server is a uvicorn process; its 30 s wait is cut to 1 s.
+    with uvicorn_server() as (url, _):
+        replace = {DOCUMENTED_SERVER: url, '"1e927f47..."': json.dumps(editor), "wait=30": "wait=1"}
+        namespace: dict[str, Any] = {}
+        page.run(python_client, namespace, replace=replace)
+    assert namespace["change"].changed is False
+    assert namespace["change"].waited == 1
+    assert namespace["states"] == {
+        "demo-idle": "idle",
+        "demo-running": "running",
+        "demo-stopped": "stopped",
+        "demo-not-started": "stopped",
+    }
 
 
 @runs("docs/deployment.md", pytest.mark.django_db)

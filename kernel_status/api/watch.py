@@ -156,15 +156,33 @@ def _first_pass(request: HttpRequest) -> tuple[WatchedStatusView, HttpResponseBa
     return view, response
 
 
+def _reauthenticate(request: Request) -> None:
+    """Forget who the request authenticated as, so that the next ``request.user`` asks the
+    authenticators again: a user deactivated (or a token deleted, a session logged out)
+    during the wait is answered as the same request without a wait would be."""
+    django_request = request._request
+    if hasattr(django_request, "user"):
+        # AuthenticationMiddleware's lazy user (what SessionAuthentication reads) caches too.
+        from django.contrib import auth
+        from django.utils.functional import SimpleLazyObject
+
+        django_request.__dict__.pop("_cached_user", None)
+        django_request.user = SimpleLazyObject(lambda: auth.get_user(django_request))  # type: ignore[assignment]
+    request.__dict__.pop("_user", None)
+    request.__dict__.pop("_auth", None)
+
+
 def _again(view: WatchedStatusView) -> HttpResponseBase:
-    """The answer now, without authenticating or throttling again: the permission and the
-    state, through the view's own get() (the compiled query and the object permission)."""
+    """The answer now, without throttling again: who the caller is (one authentication
+    query), the permission and the state, through the view's own get() (the compiled query
+    and the object permission)."""
     request = view.request
     assert isinstance(request, Request)
-    # The token path's row is the first read's: read the session again, as the user that
-    # the token authenticated (the compiled status query, the access check in its SQL).
-    view.token_path_taken = False
     try:
+        # On the token path this reads the token, the user and the session's row again, in
+        # one statement: the first read's row is never reused.
+        _reauthenticate(request)
+        view.perform_authentication(request)
         response = view.get(request)
     except Exception as exc:
         response = view.handle_exception(exc)

@@ -560,3 +560,80 @@ def test_two_server_processes_share_changes_through_postgresql(
         assert response.status_code == 200
         assert response.json()["state"] == "stopped"
         assert KernelProcess.objects.get(session=started).state == ProcessState.STOPPED
+
+
+# --- faults at wake-up ----------------------------------------------------------------------
+
+
+def _held_wait(user: User, fault: Any) -> tuple[int, Any, dict[str, str], int]:
+    """A blocking read held by the in-process hub; ``fault()`` runs (on a thread) once it is
+    held, then a change to the session wakes it. The first answer, and the waiter's."""
+
+    auth = headers(user, "w1")
+
+    async def scenario() -> Any:
+        client = AsyncClient()
+        first = await client.get(STATUS_URL, headers=auth)
+        assert first.status_code == 200, first.content
+        wait_headers = {**auth, "If-None-Match": first["ETag"], "Prefer": f"wait={LONG_WAIT}"}
+        hub = hubs.get_hub()
+        task = asyncio.ensure_future(client.get(STATUS_URL, headers=wait_headers))
+        await eventually_async(lambda: hub.subscriptions == 1, timeout=30, what="the waiter")
+        await sync_to_async(fault)()
+        # A change of the session: written in this process, it wakes the waiter at once.
+        await sync_to_async(mirror.apply_events)(
+            "w1", [CellNotification("a", timezone.now(), "running")]
+        )
+        answer = await asyncio.wait_for(task, CLIENT_TIMEOUT)
+        return first.status_code, answer, hub.subscriptions
+
+    first_status, answer, left = async_to_sync(scenario)()
+    return first_status, answer, auth, left
+
+
+def test_the_database_failing_at_wake_up_answers_503_json(
+    started: Session, users: dict[str, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from kernel_status.api import token_status, views
+
+    def gone() -> None:
+        # The waiter's re-read meets a database that has gone away (as a terminated
+        # backend or a failed connection raises).
+        def fetch_status(*args: Any, **kwargs: Any) -> Any:
+            raise OperationalError("terminating connection due to administrator command")
+
+        # Both reads of the status view: DRF's path and the token path's one statement.
+        monkeypatch.setattr(views, "fetch_status", fetch_status)
+        monkeypatch.setattr(token_status, "fetch_token_status", fetch_status)
+
+    first, answer, _, left = _held_wait(users["editor"], gone)
+    assert first == 200
+    assert answer.status_code == 503
+    assert json.loads(answer.content) == {"detail": "The database is busy; retry shortly."}
+    assert answer["Content-Type"] == "application/json"
+    assert answer["Cache-Control"] == "no-store"
+    assert "Preference-Applied" not in answer
+    assert left == 0
+
+
+def test_a_user_deactivated_during_the_wait_is_answered_as_without_waiting(
+    started: Session, users: dict[str, User]
+) -> None:
+    editor = users["editor"]
+
+    def deactivate() -> None:
+        User.objects.filter(pk=editor.pk).update(is_active=False)
+
+    first, answer, auth, left = _held_wait(editor, deactivate)
+    assert first == 200
+    # What the same request answers now, without waiting: the token of an inactive user.
+    plain = Client().get(STATUS_URL, headers=auth)
+    assert plain.status_code == 401
+    assert answer.status_code == 401
+    assert json.loads(answer.content) == json.loads(plain.content)
+    assert json.loads(answer.content)["detail"] == "User inactive or deleted."
+    assert answer["WWW-Authenticate"] == plain["WWW-Authenticate"]
+    assert "Preference-Applied" not in answer
+    assert left == 0

@@ -425,9 +425,11 @@ def test_wait_until_idle_raises_the_error_answer(
         pytest.param(
             {"interval": 2, "max_interval": 1}, "max_interval must be at least", id="max-below"
         ),
+        pytest.param({"max_wait": 0}, "max_wait must be a whole number", id="zero-max-wait"),
+        pytest.param({"max_wait": 1.5}, "max_wait must be a whole number", id="fractional-wait"),
     ],
 )
-def test_wait_until_idle_refuses_bad_arguments(arguments: dict[str, float], message: str) -> None:
+def test_wait_until_idle_refuses_bad_arguments(arguments: dict[str, Any], message: str) -> None:
     # No server: a refused argument sends no request.
     with AuthenticatedClient(base_url="http://127.0.0.1:9", token="t") as client:
         with pytest.raises(ValueError, match=message):
@@ -439,7 +441,7 @@ def test_wait_until_idle_refuses_bad_arguments(arguments: dict[str, float], mess
 def test_async_wait_until_idle(live_server: LiveServer, demo: dict[str, Any]) -> None:
     exchanges: list[Exchange] = []
 
-    async def wait(situation: str, **arguments: float) -> KernelStatusResponse:
+    async def wait(situation: str, **arguments: Any) -> KernelStatusResponse:
         client = recording_client(
             live_server, demo["users"]["editor"], exchanges, asynchronous=True
         )

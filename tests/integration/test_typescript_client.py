@@ -1,5 +1,8 @@
 """clients/typescript builds, its types match schema.yml, and its node tests pass live.
 
+The blocking read (`waitForChange`, and `waitUntilIdle` on top of it) needs an ASGI server:
+its node tests (`npm run test:asgi`) run against uvicorn in another process.
+
 Once per session: `npm ci` (when node_modules is missing or was installed from another
 package-lock.json) and `npm run build` (tsc, strict). Then `npm run check-types` and the node
 tests (`node --test`), against pytest-django's live server seeded with the demo data.
@@ -19,7 +22,7 @@ import pytest
 from django.core.management import call_command
 from pytest_django.live_server_helper import LiveServer
 
-from tests.utils import REPO, run
+from tests.utils import REPO, run, uvicorn_server
 
 # The clients test the HTTP contract, not the database: one pass of the suite is enough, so
 # the PostgreSQL pass (which sets DATABASE_URL) leaves them out.
@@ -93,5 +96,22 @@ def test_node_tests_pass_against_live_server(
     }
     # node --test dist/test/*.test.js
     output = run(npm, "test", cwd=CLIENT_DIR, timeout=300, env=env)
+    assert re.search(r"^\S* ?pass [1-9]\d*$", output, re.MULTILINE), output
+    assert re.search(r"^\S* ?fail 0$", output, re.MULTILINE), output
+
+
+def test_node_watch_tests_pass_against_uvicorn(
+    npm: str, built_client: None, transactional_db: Any, tmp_path: Any
+) -> None:
+    out = io.StringIO()
+    call_command("kernel_status_demo", "--json", stdout=out)
+    log = tmp_path / "uvicorn.log"
+    with uvicorn_server(log=log) as (url, _):
+        env = {**os.environ, "KERNEL_STATUS_BASE_URL": url, "KERNEL_STATUS_DEMO": out.getvalue()}
+        try:
+            # node --test dist/test/asgi/*.test.js
+            output = run(npm, "run", "test:asgi", cwd=CLIENT_DIR, timeout=300, env=env)
+        finally:
+            print(log.read_text()[-5000:])  # shown when the test fails
     assert re.search(r"^\S* ?pass [1-9]\d*$", output, re.MULTILINE), output
     assert re.search(r"^\S* ?fail 0$", output, re.MULTILINE), output

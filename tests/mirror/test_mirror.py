@@ -264,8 +264,9 @@ def test_a_batch_is_a_constant_number_of_queries(session: Session, size: int) ->
     assert CellStatus.objects.filter(session=session, status=Cell.QUEUED).count() == size
 
 
-def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql(session: Session) -> None:
-    """A kernel host's commonest batch: lock, read, write (one round trip each)."""
+def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql_and_its_change_note(session: Session) -> None:
+    """A kernel host's commonest batch: lock, read, write (one round trip each), then the
+    change log's row and, on PostgreSQL, its NOTIFY for watchers."""
     mirror.apply_events("s1", [op("c0", 1, Cell.IDLE)])
     with CaptureQueriesContext(connection) as context:
         result = mirror.apply_events("s1", [op("c0", 2, Cell.RUNNING), op("c1", 2, Cell.QUEUED)])
@@ -275,7 +276,8 @@ def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql(session: Sessi
         for q in context.captured_queries
         if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
     ]
-    assert len(statements) == (3 if connection.vendor == "postgresql" else 5), statements
+    watchers = 2 if connection.vendor == "postgresql" else 1
+    assert len(statements) == (3 if connection.vendor == "postgresql" else 5) + watchers, statements
     assert dict(CellStatus.objects.values_list("cell_id", "status")) == {
         "c0": Cell.RUNNING,
         "c1": Cell.QUEUED,

@@ -31,6 +31,10 @@ export const SESSION_ID_HEADER =
 export const IF_NONE_MATCH_HEADER = "If-None-Match" satisfies keyof NonNullable<
   Operation["parameters"]["header"]
 >;
+/** The request header of a blocking read (RFC 7240): `Prefer: wait=N`. Checked against the schema. */
+export const PREFER_HEADER = "Prefer" satisfies keyof NonNullable<Operation["parameters"]["header"]>;
+/** The answer header that says the server honoured the wait: `Preference-Applied: wait=N`. */
+export const PREFERENCE_APPLIED_HEADER = "Preference-Applied" satisfies keyof Operation["responses"][304]["headers"];
 // 304 is documented, so a schema without it fails the build here.
 const NOT_MODIFIED = 304 satisfies keyof Operation["responses"];
 /** Every state, in the schema's order. */
@@ -133,9 +137,33 @@ export type ConditionalAnswer =
   | { readonly notModified: false; readonly etag: string | undefined; readonly body: KernelStatusResponse }
   | { readonly notModified: true; readonly etag: string | undefined };
 
+export interface WaitForChangeOptions extends RequestOptions {
+  /**
+   * The longest the server should hold the request, in whole seconds from 1. Default 30. The
+   * server clamps it to its maximum (`KERNEL_STATUS_MAX_WAIT`, 60 s by default) and adds a
+   * little jitter.
+   */
+  waitSeconds?: number | undefined;
+}
+
+/** An answer to a blocking read: a conditional answer, and whether the server held it. */
+export type ChangeAnswer = ConditionalAnswer & {
+  /**
+   * The seconds that the server agreed to wait (its `Preference-Applied: wait=N`), or
+   * `undefined` when it does not hold requests (a WSGI server answers at once): a 304 then
+   * says only that nothing had changed yet.
+   */
+  readonly waited: number | undefined;
+};
+
 export interface WaitOptions extends RequestOptions {
   /** Give up after this long, with a `WaitTimeoutError`. Default 30 000 ms. */
   timeoutMs?: number | undefined;
+  /**
+   * The longest single blocking read, in seconds, when the server holds requests. Default 60
+   * (the server's default maximum); each read asks for no more than the time left.
+   */
+  maxWaitSeconds?: number | undefined;
   /** The pause after the first non-idle answer. Each pause doubles, up to `maxIntervalMs`. Default 250 ms. */
   intervalMs?: number | undefined;
   /** The longest pause between two polls. Default 5 000 ms. */
@@ -187,6 +215,39 @@ export class KernelStatusClient {
     sessionId: string,
     { signal, etag }: ConditionalRequestOptions = {},
   ): Promise<ConditionalAnswer> {
+    const { waited: _, ...answer } = await this.#read(sessionId, signal, etag, undefined);
+    return answer;
+  }
+
+  /**
+   * A blocking read (a long poll): resolves as soon as the session's answer differs from the
+   * one whose tag is `etag` (`notModified: false`, with the new body and tag), or after about
+   * `waitSeconds` with no change (`notModified: true`). An answer that changes nothing the
+   * client can see (a heartbeat) does not resolve it.
+   *
+   * Only an ASGI server holds the request; it then says so in `waited`. A WSGI server answers
+   * at once, as `getKernelStatusIfChanged` would, with `waited` undefined: poll after a pause
+   * then (as `waitUntilIdle` does). Permission is checked before and after the wait, so a
+   * share revoked meanwhile rejects with the stranger's 404. Errors reject as for
+   * `getKernelStatus`; aborting `signal` rejects with its reason and frees the server's waiter.
+   */
+  async waitForChange(
+    sessionId: string,
+    etag: string,
+    { signal, waitSeconds = 30 }: WaitForChangeOptions = {},
+  ): Promise<ChangeAnswer> {
+    if (!Number.isSafeInteger(waitSeconds) || waitSeconds < 1) {
+      throw new RangeError(`waitSeconds must be a whole number of seconds from 1, not ${waitSeconds}`);
+    }
+    return this.#read(sessionId, signal, etag, waitSeconds);
+  }
+
+  async #read(
+    sessionId: string,
+    signal: AbortSignal | undefined,
+    etag: string | undefined,
+    waitSeconds: number | undefined,
+  ): Promise<ChangeAnswer> {
     const headers: Record<string, string> = {
       Accept: "application/json",
       [SESSION_ID_HEADER]: sessionId,
@@ -197,13 +258,17 @@ export class KernelStatusClient {
     if (etag !== undefined) {
       headers[IF_NONE_MATCH_HEADER] = etag;
     }
+    if (waitSeconds !== undefined) {
+      headers[PREFER_HEADER] = `wait=${waitSeconds}`;
+    }
     // With If-None-Match set by the caller, fetch bypasses the HTTP cache (its mode becomes
     // "no-store"), so a browser hands the 304 to us instead of answering from its cache.
     const response = await this.#fetch(this.url, { method: "GET", headers, signal: signal ?? null });
     const newEtag = response.headers.get("ETag") ?? undefined;
+    const waited = appliedWait(response.headers.get(PREFERENCE_APPLIED_HEADER));
     const text = await response.text();
     if (response.status === NOT_MODIFIED && etag !== undefined) {
-      return { notModified: true, etag: newEtag ?? etag };
+      return { notModified: true, etag: newEtag ?? etag, waited };
     }
     const body = parseJson(text);
     if (response.status === 200 && isStatusBody(body)) {
@@ -211,6 +276,7 @@ export class KernelStatusClient {
         notModified: false,
         etag: newEtag,
         body: { state: body.state, last_activity: body.last_activity ?? null },
+        waited,
       };
     }
     if (isErrorStatus(response.status) && isErrorBody(body)) {
@@ -220,10 +286,13 @@ export class KernelStatusClient {
   }
 
   /**
-   * Poll until the session's kernel is idle, and resolve with that answer.
+   * Wait until the session's kernel is idle, and resolve with that answer.
    *
-   * The first poll is immediate. After each non-idle answer it waits `intervalMs`, doubling the
-   * pause each time up to `maxIntervalMs`. After `timeoutMs` it aborts any request in flight,
+   * The first read is immediate. After a non-idle answer it makes blocking reads
+   * (`waitForChange`, each for at most `maxWaitSeconds` and the time left): with a server that
+   * holds them (ASGI), one request per change and no sleeping. When the server answers without
+   * holding (WSGI: no `Preference-Applied`), it falls back to polling: it waits `intervalMs`,
+   * doubling the pause each time up to `maxIntervalMs`. After `timeoutMs` it aborts any request in flight,
    * clears its timers and rejects with a `WaitTimeoutError`. An error answer (for example a 404)
    * rejects at once with its `KernelStatusError`, and a `stopped` answer with a
    * `KernelStoppedError`: a stopped kernel (or one not started yet) does not become idle by
@@ -232,8 +301,11 @@ export class KernelStatusClient {
    * changes the server answers 304 with no body.
    */
   async waitUntilIdle(sessionId: string, options: WaitOptions = {}): Promise<KernelStatusResponse> {
-    const { timeoutMs = 30_000, intervalMs = 250, maxIntervalMs = 5_000, signal } = options;
+    const { timeoutMs = 30_000, intervalMs = 250, maxIntervalMs = 5_000, maxWaitSeconds = 60, signal } = options;
     checkDelay("timeoutMs", timeoutMs, 0);
+    if (!Number.isSafeInteger(maxWaitSeconds) || maxWaitSeconds < 1) {
+      throw new RangeError(`maxWaitSeconds must be a whole number of seconds from 1, not ${maxWaitSeconds}`);
+    }
     checkDelay("intervalMs", intervalMs, 1);
     checkDelay("maxIntervalMs", maxIntervalMs, intervalMs);
     signal?.throwIfAborted();
@@ -247,15 +319,21 @@ export class KernelStatusClient {
     }, timeoutMs);
     const forwardAbort = (): void => controller.abort(signal?.reason);
     signal?.addEventListener("abort", forwardAbort, { once: true });
+    const giveUpAt = performance.now() + timeoutMs;
     try {
       let pause = intervalMs;
       let last: KernelStatusResponse | undefined;
       let etag: string | undefined;
       for (;;) {
-        const answer = await this.getKernelStatusIfChanged(sessionId, {
-          signal: controller.signal,
-          etag: last === undefined ? undefined : etag,
-        });
+        const tag = last === undefined ? undefined : etag;
+        // No longer than the time left (the deadline aborts the read anyway), whole seconds.
+        const left = Math.ceil((giveUpAt - performance.now()) / 1000);
+        const answer = await this.#read(
+          sessionId,
+          controller.signal,
+          tag,
+          tag === undefined ? undefined : Math.max(1, Math.min(maxWaitSeconds, left)),
+        );
         etag = answer.etag;
         if (!answer.notModified) {
           last = answer.body;
@@ -270,8 +348,11 @@ export class KernelStatusClient {
         if (last.state === "stopped") {
           throw new KernelStoppedError(sessionId, last);
         }
-        await sleep(pause, controller.signal);
-        pause = Math.min(pause * 2, maxIntervalMs);
+        if (answer.waited === undefined) {
+          // The server did not hold the request (WSGI, or a read before any tag): poll.
+          await sleep(pause, controller.signal);
+          pause = Math.min(pause * 2, maxIntervalMs);
+        }
       }
     } catch (error) {
       if (timedOut) {
@@ -291,6 +372,12 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** N from `Preference-Applied: wait=N`, or undefined. */
+function appliedWait(header: string | null): number | undefined {
+  const match = header === null ? null : /(?:^|[\s,;])wait=(\d+)/i.exec(header);
+  return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

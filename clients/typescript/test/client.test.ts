@@ -230,6 +230,16 @@ describe("getKernelStatusIfChanged: conditional reads", () => {
   });
 });
 
+describe("waitForChange under WSGI (pytest-django's live server)", () => {
+  it("answers at once, without Preference-Applied: the server does not hold requests", async () => {
+    const editor = clientFor(users.editor);
+    const first = await editor.getKernelStatusIfChanged(sessions.running);
+    assert.ok(first.etag);
+    const answer = await editor.waitForChange(sessions.running, first.etag, { waitSeconds: 50 });
+    assert.deepEqual(answer, { notModified: true, etag: first.etag, waited: undefined });
+  });
+});
+
 describe("waitUntilIdle", () => {
   it("revalidates with If-None-Match after the first poll", async () => {
     const seen: { tag: string | null; status: number }[] = [];
