@@ -264,7 +264,9 @@ def test_a_batch_is_a_constant_number_of_queries(session: Session, size: int) ->
     assert CellStatus.objects.filter(session=session, status=Cell.QUEUED).count() == size
 
 
-def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql_and_its_change_note(session: Session) -> None:
+def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql_and_its_change_note(
+    session: Session,
+) -> None:
     """A kernel host's commonest batch: lock, read, write (one round trip each), then the
     change log's row and, on PostgreSQL, its NOTIFY for watchers."""
     mirror.apply_events("s1", [op("c0", 1, Cell.IDLE)])
