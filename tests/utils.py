@@ -231,32 +231,12 @@ def gunicorn_server(
     ``DJANGO_DEBUG`` is not passed on, so the settings' own default applies.
     """
     port = free_port()
-    server_env = {
-        key: value for key, value in os.environ.items() if key not in {"DJANGO_DEBUG"}
-    } | {
-        "DJANGO_SETTINGS_MODULE": settings_module,
-        "DATABASE_URL": database_url(),
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        **(env or {}),
-    }
     command = [
         *(sys.executable, "-m", "gunicorn", "project.wsgi:application"),
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "60"),
     ]
-    with open(log or os.devnull, "wb") as output:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=server_env, stdout=output, stderr=subprocess.STDOUT
-        )
-        try:
-            eventually(
-                lambda: process.poll() is not None or _accepts(port),
-                timeout=30,
-                what="gunicorn to listen",
-            )
-            assert process.poll() is None, f"gunicorn exited with {process.returncode}"
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            stop(process, timeout=15)
+    with _served("gunicorn", command, port, settings_module, env, log) as (base_url, _):
+        yield base_url
 
 
 @contextmanager
@@ -269,6 +249,26 @@ def uvicorn_server(
     """Serve the example project over ASGI (uvicorn, one process) on the test database;
     yields its base URL and the process. Use it from ``transactional_db`` tests."""
     port = free_port()
+    command = [
+        *(sys.executable, "-m", "uvicorn", "project.asgi:application"),
+        *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"),
+    ]
+    with _served("uvicorn", command, port, settings_module, env, log) as served:
+        yield served
+
+
+@contextmanager
+def _served(
+    name: str,
+    command: list[str],
+    port: int,
+    settings_module: str,
+    env: dict[str, str] | None,
+    log: Path | None,
+) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
+    """Run a server of the example project on the test database until it listens on
+    ``port``; yields its base URL and process, and stops it afterwards. ``DJANGO_DEBUG`` is
+    not passed on, so the settings' own default applies."""
     server_env = {
         key: value for key, value in os.environ.items() if key not in {"DJANGO_DEBUG"}
     } | {
@@ -277,10 +277,6 @@ def uvicorn_server(
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
         **(env or {}),
     }
-    command = [
-        *(sys.executable, "-m", "uvicorn", "project.asgi:application"),
-        *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--no-access-log"),
-    ]
     with open(log or os.devnull, "wb") as output:
         process = subprocess.Popen(
             command, cwd=REPO, env=server_env, stdout=output, stderr=subprocess.STDOUT
@@ -289,9 +285,9 @@ def uvicorn_server(
             eventually(
                 lambda: process.poll() is not None or _accepts(port),
                 timeout=30,
-                what="uvicorn to listen",
+                what=f"{name} to listen",
             )
-            assert process.poll() is None, f"uvicorn exited with {process.returncode}"
+            assert process.poll() is None, f"{name} exited with {process.returncode}"
             yield f"http://127.0.0.1:{port}", process
         finally:
             stop(process, timeout=15)
