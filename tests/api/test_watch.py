@@ -577,8 +577,20 @@ def _held_wait(user: User, fault: Any) -> tuple[int, Any, dict[str, str], int]:
         assert first.status_code == 200, first.content
         wait_headers = {**auth, "If-None-Match": first["ETag"], "Prefer": f"wait={LONG_WAIT}"}
         hub = hubs.get_hub()
+        # The listener's first connection wakes every waiter once; let that pass before the
+        # waiter is held, so that its one wake-up is the change below, read after the fault.
+        hub.subscribe(()).close()
+        await eventually_async(
+            lambda: hub.listener is not None and hub.listener.connects >= 1,
+            timeout=30,
+            what="the listener",
+        )
         task = asyncio.ensure_future(client.get(STATUS_URL, headers=wait_headers))
-        await eventually_async(lambda: hub.subscriptions == 1, timeout=30, what="the waiter")
+        # Held: past its first read, which narrowed its subscription from every session
+        # (``_all``) to this one; a fault before that would meet the first read instead.
+        await eventually_async(
+            lambda: hub.subscriptions == 1 and not hub._all, timeout=30, what="the waiter"
+        )
         await sync_to_async(fault)()
         # A change of the session: written in this process, it wakes the waiter at once.
         await sync_to_async(mirror.apply_events)(
