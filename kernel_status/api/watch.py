@@ -25,6 +25,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.utils import timezone
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -36,7 +37,7 @@ from kernel_status.conf import conf
 from kernel_status.exceptions import StreamNeedsASGI
 from kernel_status.live import reads
 from kernel_status.live.hub import get_hub
-from kernel_status.live.stream import ReadRows, Row, stream_events
+from kernel_status.live.stream import CallerGone, ReadRows, Row, stream_events
 from kernel_status.models import Session
 from kernel_status.queries.listing import SessionFilter, listing, sessions_for
 
@@ -300,15 +301,34 @@ def _open_stream(request: HttpRequest) -> tuple[KernelSessionStreamView, HttpRes
 _serializer = KernelSessionSerializer()
 
 
+def _still_authenticated(view: KernelSessionStreamView) -> None:
+    """Authenticate the stream's request again, as a new request would be; raise
+    :class:`CallerGone` with the answer's detail when it would be refused."""
+    request = view.request
+    assert isinstance(request, Request)
+    try:
+        _reauthenticate(request)
+        view.perform_authentication(request)
+        view.check_permissions(request)
+    except APIException as refused:
+        raise CallerGone(str(refused.detail)) from None
+
+
 def _row_reader(view: KernelSessionStreamView) -> ReadRows:
-    user = view.request.user
     filters = view.filters or SessionFilter()
+    opened = True  # the first read follows the stream's own authentication
 
     def read_rows(pks: set[int] | None, filtered: bool) -> dict[int, Row]:
-        """The caller's sessions (under its filters), with its permission, read now."""
+        """The caller's sessions (under its filters), with its permission, read now; after
+        the first read, once the caller is authenticated again (one query a wake-up)."""
+        nonlocal opened
+        if opened:
+            opened = False
+        else:
+            _still_authenticated(view)
         now = timezone.now()
         chosen = filters if filtered else SessionFilter()
-        rows = listing(sessions_for(user), chosen, now=now).annotate(
+        rows = listing(sessions_for(view.request.user), chosen, now=now).annotate(
             kernel_state=F("kernel__state"),
             heard=Coalesce("kernel__last_heartbeat_at", "kernel__started_at"),
         )

@@ -52,6 +52,11 @@ def event(name: str, data: Any, event_id: int | None = None) -> bytes:
 HEARTBEAT = b": heartbeat\n\n"
 
 
+class CallerGone(Exception):
+    """``read_rows`` found the caller no longer authenticated (a token deleted, a user
+    deactivated, a session logged out): the stream ends with an ``error`` event."""
+
+
 class _End:
     pass
 
@@ -143,6 +148,8 @@ class Stream:
                 ):
                     return
             self._end("reconnect", "The server is shutting down. Reconnect with Last-Event-ID.")
+        except CallerGone as gone:
+            self._end("error", f"{gone} Reconnect with valid credentials.")
         except DatabaseError as error:
             logger.warning("Change stream ended: database unavailable: %s", error)
             self._end("error", "Database unavailable. Reconnect with Last-Event-ID.")

@@ -446,6 +446,36 @@ def test_stream_revoked_share_is_removed_and_then_silent(
         assert following["data"]["session_id"] == mine.session_id
 
 
+@pytest.mark.parametrize(
+    ("refuse", "detail"),
+    [
+        ("deactivate", "User inactive or deleted."),
+        ("delete the token", "Invalid token."),
+    ],
+)
+def test_a_stream_whose_caller_is_refused_ends_at_the_next_change(
+    server: str, started: Session, users: dict[str, User], refuse: str, detail: str
+) -> None:
+    editor = users["editor"]
+    with stream(server, editor) as response:
+        reader = EventReader(response)
+        reader.until("ready")
+        if refuse == "deactivate":
+            User.objects.filter(pk=editor.pk).update(is_active=False)
+        else:
+            Token.objects.filter(user=editor).delete()
+        mirror.kernel_stopped("w1")  # a change the caller would have been sent
+        seen = [reader.next()]
+        if seen[0]["event"] == "status":
+            # A wake-up already under way (the poller's first pass) checked the caller just
+            # before the refusal committed, and read the change just after it: one event.
+            seen.append(reader.next())
+        assert [event["event"] for event in seen[:-1]] in ([], ["status"])
+        assert seen[-1]["event"] == "error"
+        assert seen[-1]["data"] == {"detail": f"{detail} Reconnect with valid credentials."}
+        assert list(reader.lines) == []  # the stream ends there
+
+
 def test_stream_filters_like_the_listing(
     server: str, started: Session, users: dict[str, User]
 ) -> None:
