@@ -86,7 +86,7 @@ def seed_watched(sessions: int, cells: int = 1) -> str:
             ),
             batch_size=5000,
         )
-    return token.key
+    return str(token.key)
 
 
 def heartbeat() -> None:
