@@ -172,7 +172,8 @@ bench-wrk:
 # The whole benchmark (a few minutes on 2 cores; not part of make test): floors, the status
 # endpoint under gunicorn/granian/uvicorn on SQLite, PostgreSQL and MariaDB (the servers in
 # POSTGRES_URL and MARIADB_URL; it uses and drops the database <name>_bench on each), marimo's
-# and Jupyter's endpoints, ingestion.
+# and Jupyter's endpoints, ingestion, 1,000 blocking reads on SQLite and PostgreSQL
+# (benchmarks/watch.py; run it with --waiters 10000 for the PostgreSQL figure in the docs).
 # Prints one table; writes artifacts/bench.json, bench.md and bench-latency.png.
 bench: bench-wrk $(BIN)/.installed-bench
 	env -u DATABASE_URL -u DJANGO_SETTINGS_MODULE $(BIN)/python benchmarks/bench.py \

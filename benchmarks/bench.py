@@ -96,6 +96,8 @@ class Results:
     notes: list[str] = field(default_factory=list)
     # Queries per status request, per database and authentication path (inprocess.py).
     queries: dict[str, dict[str, int]] = field(default_factory=dict)
+    # benchmarks/watch.py: blocking reads held on one uvicorn process, per database.
+    watch: list[dict[str, Any]] = field(default_factory=list)
 
     def find(self, database: str, server: str, target: str, workers: int = 1) -> Run | None:
         for run in self.runs:
@@ -609,6 +611,35 @@ def measure_queries(results: Results, database: Database) -> None:
     print(f"  {database.name:<10} queries per status request: {found['queries']}", flush=True)
 
 
+def measure_watch(results: Results, database: Database, postgres_url: str, workdir: Path) -> None:
+    """1,000 blocking reads on one uvicorn process (benchmarks/watch.py; docs/performance.md
+    gives the 10,000-waiter figures, ``--waiters 10000``)."""
+    out = workdir / f"watch-{database.name}.json"
+    command = [
+        PYTHON,
+        str(ROOT / "benchmarks" / "watch.py"),
+        "--database",
+        database.name,
+        "--waiters",
+        "1000",
+        "--rate",
+        "50",
+        "--seconds",
+        "10",
+        "--json",
+        str(out),
+    ]
+    if database.name == "postgresql":
+        command += ["--postgres-url", postgres_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DATABASE_URL", None)
+    completed = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"watch.py on {database.name} failed:\n{completed.stderr}")
+    print(completed.stdout.rstrip(), flush=True)
+    results.watch.extend(json.loads(out.read_text()))
+
+
 # --- report ------------------------------------------------------------------------------------
 
 
@@ -698,6 +729,35 @@ def report(results: Results, databases: list[str]) -> str:
                 f"{rate['write_api']:,.0f} ({rate['write_api'] / rate['orm_loop']:.2f}x ORM loop)"
             )
         row(f"{size:,}", *cells_out)
+    if results.watch:
+        lines.append("")
+        lines.append("Watching (benchmarks/watch.py, one uvicorn process, 50 changes/s for 10 s):")
+        row(
+            "database",
+            "waiters",
+            "wake p50 / p99 / max (ms)",
+            "RSS/waiter (KB)",
+            "idle CPU",
+            "DB connections before / held / writing",
+            "req/s vs 1 s polling",
+        )
+        row(*["---"] * 7)
+        for w in results.watch:
+            c = w["connections"]
+            conns = (
+                "n/a"
+                if c.get("before") is None
+                else f"{c['before']} / {c['held']} / {c['writing']}"
+            )
+            row(
+                w["database"],
+                f"{w['waiters']:,}",
+                f"{w['p50_ms']:.1f} / {w['p99_ms']:.1f} / {w['max_ms']:.1f}",
+                f"{w['rss_per_waiter_kb']:.1f}",
+                f"{w['idle_cpu_percent']:.1f} %",
+                conns,
+                f"{w['requests_per_second']:,.1f} / {w['polling_requests_per_second']:,.0f}",
+            )
     for note in results.notes:
         lines.append(f"Note: {note}")
     return "\n".join(lines)
@@ -832,6 +892,10 @@ def main() -> None:
         print("== queries per status request (benchmarks/inprocess.py --queries)")
         for database in databases:
             measure_queries(results, database)
+        print("== watching (benchmarks/watch.py)")
+        for database in databases:
+            if database.name in ("sqlite", "postgresql"):
+                measure_watch(results, database, args.postgres_url, workdir)
     finally:
         for database in databases:
             if database.name == "postgresql":
