@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # drf-spectacular's dependency; no stubs
 import schemathesis
 import yaml
 

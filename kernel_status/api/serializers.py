@@ -125,7 +125,7 @@ class KernelSessionEventSerializer(serializers.Serializer[Any]):
         "`Last-Event-ID` could not be replayed, a fresh snapshot follows. `reconnect` and "
         "`error` (`data`: `detail`) end the stream.",
     )
-    data = EventDataField(
+    data = EventDataField(  # type: ignore[assignment]
         read_only=True,
         help_text="The event's payload as JSON text: for `status`, a `KernelSession`; for the "
         "others, the object that `x-data-schemas` gives under the event's name.",

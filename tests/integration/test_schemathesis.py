@@ -1,10 +1,14 @@
-"""schemathesis against a real server: the served schema and the server agree, on valid and
-invalid data, for both operations, with every check.
+"""schemathesis against real servers: the served schema and the server agree, on valid and
+invalid data, for every operation, with every check.
 
 Two derandomized runs of the CLI against gunicorn, with a real token: one with the id of a
 session the token's user owns (200s, writes, body validation), one with generated ids (the
-header's constraints). Runs in the Django 5.2 SQLite pass only (``make test-sqlite``): its cost
-is the generation, not the database.
+header's constraints). Under WSGI the change stream answers 501 and waits are not applied, so
+a third run, against uvicorn, covers the stream (ended by KERNEL_STATUS_STREAM_MAX_SECONDS in
+tests/schemathesis_settings.py, so that each one is read whole) and blocking reads
+(tests/schemathesis_hooks.py fills in ``Prefer: wait=1`` and the session's ETag, and checks
+each stream event's data). Runs in the Django 5.2 SQLite pass only (``make test-sqlite``): its
+cost is the generation, not the database.
 """
 
 from __future__ import annotations
