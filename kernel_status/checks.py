@@ -10,6 +10,7 @@ __all__ = [
     "check_sqlite_transaction_mode",
 ]
 
+import math
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -39,6 +40,7 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_throttle_rates(),
         *_check_throttle_cache(),
         *_check_listen_database(),
+        *_check_stream_max_seconds(),
     ]
 
 
@@ -113,6 +115,22 @@ def _check_listen_database() -> list[CheckMessage]:
                 )
             ]
     return []
+
+
+def _check_stream_max_seconds() -> list[CheckMessage]:
+    """The change stream's lifetime: ``None`` or a positive finite number of seconds."""
+    value = conf.KERNEL_STATUS_STREAM_MAX_SECONDS
+    if value is None:
+        return []
+    if not isinstance(value, bool) and isinstance(value, int | float) and 0 < value < math.inf:
+        return []
+    return [
+        Error(
+            f"KERNEL_STATUS_STREAM_MAX_SECONDS must be None or a positive number of seconds; "
+            f"got {value!r}.",
+            id="kernel_status.E012",
+        )
+    ]
 
 
 def _check_throttle_rates() -> list[CheckMessage]:

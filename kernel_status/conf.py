@@ -171,6 +171,18 @@ class Settings:
         return int(getattr(settings, "KERNEL_STATUS_STREAM_QUEUE", 1000))
 
     @property
+    def KERNEL_STATUS_STREAM_MAX_SECONDS(self) -> Any:
+        """Seconds a change stream lasts past its snapshot before it is sent ``reconnect``
+        and ended (``None``: no limit)."""
+        return getattr(settings, "KERNEL_STATUS_STREAM_MAX_SECONDS", None)
+
+    @property
+    def stream_max_seconds(self) -> float | None:
+        """The stream lifetime in seconds, or ``None`` (check E012 refuses anything else)."""
+        value = self.KERNEL_STATUS_STREAM_MAX_SECONDS
+        return None if value is None else float(value)
+
+    @property
     def KERNEL_STATUS_CHANGE_LOG_SIZE(self) -> int:
         """Rows of the change log kept for ``Last-Event-ID`` replays (older ones are pruned)."""
         return int(getattr(settings, "KERNEL_STATUS_CHANGE_LOG_SIZE", 10000))

@@ -341,3 +341,17 @@ def test_a_listen_database_that_cannot_work_is_e011(value: object, fragment: str
 def test_a_listen_connection_string_passes() -> None:
     with override_settings(KERNEL_STATUS_LISTEN_DATABASE="postgresql://postgres@db:5432/x"):
         assert [e for e in check_settings() if e.id == "kernel_status.E011"] == []
+
+
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf"), True, "30", timedelta(1)])
+def test_a_stream_lifetime_that_is_not_positive_seconds_is_e012(value: object) -> None:
+    with override_settings(KERNEL_STATUS_STREAM_MAX_SECONDS=value):
+        errors = [e for e in check_settings() if e.id == "kernel_status.E012"]
+    assert len(errors) == 1
+    assert f"got {value!r}" in errors[0].msg
+
+
+@pytest.mark.parametrize("value", [None, 0.25, 300])
+def test_a_stream_lifetime_of_none_or_positive_seconds_passes(value: object) -> None:
+    with override_settings(KERNEL_STATUS_STREAM_MAX_SECONDS=value):
+        assert [e for e in check_settings() if e.id == "kernel_status.E012"] == []

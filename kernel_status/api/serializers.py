@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_serializer
+from drf_spectacular.utils import extend_schema_field, extend_schema_serializer
 from rest_framework import serializers
 
 from kernel_status.choices import SessionState
@@ -65,24 +65,71 @@ class KernelSessionSerializer(serializers.Serializer[Session]):
     running_cells = serializers.IntegerField(read_only=True, help_text="Cells running now.")
 
 
+_DETAIL_DATA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+# The JSON in an event's `data`, per event name.
+STREAM_EVENT_DATA: dict[str, dict[str, Any]] = {
+    "status": {"$ref": "#/components/schemas/KernelSession"},
+    "removed": {
+        "type": "object",
+        "properties": {"session_id": {"type": "string"}},
+        "required": ["session_id"],
+    },
+    "ready": {
+        "type": "object",
+        "properties": {
+            "resumed": {"type": "boolean"},
+            "replayed": {"type": "integer", "minimum": 0},
+            "sessions": {"type": "integer", "minimum": 0},
+        },
+        "required": ["resumed", "replayed", "sessions"],
+    },
+    "reset": _DETAIL_DATA,
+    "reconnect": _DETAIL_DATA,
+    "error": _DETAIL_DATA,
+}
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "x-contentMediaType": "application/json",
+        "x-data-schemas": STREAM_EVENT_DATA,
+    }
+)
+class EventDataField(serializers.CharField):
+    """An SSE ``data:`` field: JSON text."""
+
+
 @extend_schema_serializer(component_name="KernelSessionEvent")
 class KernelSessionEventSerializer(serializers.Serializer[Any]):
     """One event of ``GET /api/kernel/sessions/stream``, as its SSE fields."""
 
-    id = serializers.IntegerField(
+    # The wire fields, as text/event-stream carries them (OpenAPI's reading of an event
+    # stream's schema): `id` and `data` are text; `data` is JSON, whose schema per event is in
+    # `x-data-schemas` (OpenAPI 3.0 has no contentSchema).
+    id = serializers.RegexField(
+        r"^[0-9]+$",
         read_only=True,
-        help_text="The change position after this event: send it back as `Last-Event-ID`.",
+        help_text="The change position after this event (digits): send it back as `Last-Event-ID`.",
     )
     event = serializers.ChoiceField(
         read_only=True,
-        choices=["status", "removed", "ready", "reset", "reconnect", "error"],
+        choices=list(STREAM_EVENT_DATA),
         help_text="`status`: `data` is the session's entry (as in the listing). `removed`: "
         "`data` is `{session_id}` of a session that left the caller's view. `ready`: the "
         "snapshot or replay is complete (`data`: `resumed`, `replayed`, `sessions`). `reset`: "
         "`Last-Event-ID` could not be replayed, a fresh snapshot follows. `reconnect` and "
         "`error` (`data`: `detail`) end the stream.",
     )
-    data = KernelSessionSerializer(read_only=True, help_text="For `status` events.")  # type: ignore[assignment]
+    data = EventDataField(  # type: ignore[assignment]
+        read_only=True,
+        help_text="The event's payload as JSON text: for `status`, a `KernelSession`; for the "
+        "others, the object that `x-data-schemas` gives under the event's name.",
+    )
 
 
 @extend_schema_serializer(component_name="KernelStatusError")

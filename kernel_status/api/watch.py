@@ -363,6 +363,7 @@ async def watch_stream(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpR
         request.headers.get("Last-Event-ID"),
         queue_size=conf.KERNEL_STATUS_STREAM_QUEUE,
         heartbeat=conf.KERNEL_STATUS_STREAM_HEARTBEAT,
+        max_seconds=conf.stream_max_seconds,
     )
     stream = StreamingHttpResponse(events, content_type="text/event-stream")
     stream["Cache-Control"] = "no-store"

@@ -73,6 +73,7 @@ class Stream:
         last_event_id: str | None,
         queue_size: int,
         heartbeat: float,
+        max_seconds: float | None = None,
         retry_ms: int = 2000,
     ) -> None:
         self.hub = hub
@@ -80,6 +81,7 @@ class Stream:
         self.last_event_id = last_event_id
         self.queue: asyncio.Queue[bytes | _End] = asyncio.Queue(maxsize=max(2, queue_size))
         self.heartbeat = heartbeat
+        self.max_seconds = max_seconds
         self.retry_ms = retry_ms
         self.sent: dict[int, Row] = {}
         self.position = 0
@@ -90,16 +92,36 @@ class Stream:
     async def events(self) -> AsyncIterator[bytes]:
         subscription = self.hub.subscribe(None)
         producer = asyncio.ensure_future(self._produce(subscription))
+        loop = asyncio.get_running_loop()
+        deadline = None if self.max_seconds is None else loop.time() + self.max_seconds
+        # The id of the last event sent, and whether the snapshot (or replay) is all out: the
+        # lifetime never cuts a snapshot, which a resume could not complete.
+        sent_id: int | None = None
+        ready = False
         try:
             yield f"retry: {self.retry_ms}\n\n".encode()
             while True:
+                timeout = self.heartbeat
+                if deadline is not None and ready:
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        detail = (
+                            "This stream reached its lifetime (KERNEL_STATUS_STREAM_MAX_SECONDS)."
+                            " Reconnect with Last-Event-ID."
+                        )
+                        yield event("reconnect", {"detail": detail}, sent_id)
+                        return
+                    timeout = min(timeout, left)
                 try:
-                    item = await asyncio.wait_for(self.queue.get(), self.heartbeat)
+                    item = await asyncio.wait_for(self.queue.get(), timeout)
                 except TimeoutError:
-                    yield HEARTBEAT
+                    if deadline is None or not ready or loop.time() < deadline:
+                        yield HEARTBEAT
                     continue
                 if isinstance(item, _End):
                     return
+                sent_id = _event_id(item, sent_id)
+                ready = ready or b"event: ready\n" in item.split(b"data: ", 1)[0]
                 yield item
         finally:
             producer.cancel()
@@ -240,11 +262,22 @@ class Stream:
 
 
 async def stream_events(
-    hub: Hub, read_rows: ReadRows, last_event_id: str | None, *, queue_size: int, heartbeat: float
+    hub: Hub,
+    read_rows: ReadRows,
+    last_event_id: str | None,
+    *,
+    queue_size: int,
+    heartbeat: float,
+    max_seconds: float | None = None,
 ) -> AsyncIterator[bytes]:
     """The bytes of one change stream (see :class:`Stream`)."""
     stream = Stream(
-        hub, read_rows, last_event_id=last_event_id, queue_size=queue_size, heartbeat=heartbeat
+        hub,
+        read_rows,
+        last_event_id=last_event_id,
+        queue_size=queue_size,
+        heartbeat=heartbeat,
+        max_seconds=max_seconds,
     )
     async for chunk in stream.events():
         yield chunk
@@ -254,3 +287,10 @@ def _parse_id(value: str | None) -> int | None:
     if value is None or not value.strip().isdigit():
         return None
     return int(value.strip())
+
+
+def _event_id(chunk: bytes, previous: int | None) -> int | None:
+    """The ``id:`` of an event as :func:`event` writes it (its first line), else ``previous``."""
+    if not chunk.startswith(b"id: "):
+        return previous
+    return int(chunk[4 : chunk.index(b"\n")])

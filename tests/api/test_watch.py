@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -520,6 +521,36 @@ def test_a_slow_stream_consumer_is_dropped(started: Session) -> None:
     assert chunks[0].startswith(b"retry:")
     assert b"event: reconnect" in chunks[-1]
     assert len(chunks) <= 4
+
+
+def test_a_stream_past_its_lifetime_is_sent_reconnect_after_its_snapshot(
+    started: Session,
+) -> None:
+    """KERNEL_STATUS_STREAM_MAX_SECONDS ends a stream with "reconnect", naming the id of the
+    last event sent, and never before the snapshot is out: here the snapshot's read alone
+    outlasts the lifetime."""
+
+    def read_rows(pks: set[int] | None, filtered: bool) -> dict[int, Row]:
+        time.sleep(0.05)
+        return {started.pk: Row("w1", {"session_id": "w1"}, None)}
+
+    async def scenario() -> list[bytes]:
+        hub = hubs.get_hub()
+        stream = Stream(
+            hub, read_rows, last_event_id=None, queue_size=10, heartbeat=60, max_seconds=0.001
+        )
+        chunks = [chunk async for chunk in stream.events()]
+        assert hub.subscriptions == 0
+        return chunks
+
+    chunks = async_to_sync(scenario)()
+    assert chunks[0].startswith(b"retry:")
+    names = [re.findall(rb"^event: (\w+)$", chunk, re.M) for chunk in chunks[1:]]
+    assert names == [[b"status"], [b"ready"], [b"reconnect"]]
+    ready_id = re.findall(rb"^id: (\d+)$", chunks[2], re.M)
+    assert ready_id
+    assert re.findall(rb"^id: (\d+)$", chunks[3], re.M) == ready_id
+    assert b"KERNEL_STATUS_STREAM_MAX_SECONDS" in chunks[3]
 
 
 # --- wake-ups at the source -----------------------------------------------------------------

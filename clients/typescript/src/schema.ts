@@ -193,8 +193,8 @@ export interface components {
         };
         /** @description One event of ``GET /api/kernel/sessions/stream``, as its SSE fields. */
         KernelSessionEvent: {
-            /** @description The change position after this event: send it back as `Last-Event-ID`. */
-            readonly id: number;
+            /** @description The change position after this event (digits): send it back as `Last-Event-ID`. */
+            readonly id: string;
             /**
              * @description `status`: `data` is the session's entry (as in the listing). `removed`: `data` is `{session_id}` of a session that left the caller's view. `ready`: the snapshot or replay is complete (`data`: `resumed`, `replayed`, `sessions`). `reset`: `Last-Event-ID` could not be replayed, a fresh snapshot follows. `reconnect` and `error` (`data`: `detail`) end the stream.
              *
@@ -206,8 +206,8 @@ export interface components {
              *     * `error` - error
              */
             readonly event: components["schemas"]["EventEnum"];
-            /** @description For `status` events. */
-            readonly data: components["schemas"]["KernelSession"];
+            /** @description The event's payload as JSON text: for `status`, a `KernelSession`; for the others, the object that `x-data-schemas` gives under the event's name. */
+            readonly data: string;
         };
         /**
          * @description When the new kernel process started.

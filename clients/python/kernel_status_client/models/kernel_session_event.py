@@ -1,16 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from attrs import define as _attrs_define
 from attrs import field as _attrs_field
 
 from ..models.event_enum import EventEnum
-
-if TYPE_CHECKING:
-    from ..models.kernel_session import KernelSession
-
 
 T = TypeVar("T", bound="KernelSessionEvent")
 
@@ -20,19 +16,20 @@ class KernelSessionEvent:
     """One event of ``GET /api/kernel/sessions/stream``, as its SSE fields.
 
     Attributes:
-        id (int): The change position after this event: send it back as `Last-Event-ID`.
+        id (str): The change position after this event (digits): send it back as `Last-Event-ID`.
         event (EventEnum): * `status` - status
             * `removed` - removed
             * `ready` - ready
             * `reset` - reset
             * `reconnect` - reconnect
             * `error` - error
-        data (KernelSession): One session of `GET /api/kernel/sessions`.
+        data (str): The event's payload as JSON text: for `status`, a `KernelSession`; for the others, the object that
+            `x-data-schemas` gives under the event's name.
     """
 
-    id: int
+    id: str
     event: EventEnum
-    data: KernelSession
+    data: str
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -40,7 +37,7 @@ class KernelSessionEvent:
 
         event = self.event.value
 
-        data = self.data.to_dict()
+        data = self.data
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -56,14 +53,12 @@ class KernelSessionEvent:
 
     @classmethod
     def from_dict(cls: type[T], src_dict: Mapping[str, Any]) -> T:
-        from ..models.kernel_session import KernelSession  # noqa: PLC0415
-
         d = dict(src_dict)
         id = d.pop("id")
 
         event = EventEnum(d.pop("event"))
 
-        data = KernelSession.from_dict(d.pop("data"))
+        data = d.pop("data")
 
         kernel_session_event = cls(
             id=id,
