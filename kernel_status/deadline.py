@@ -71,13 +71,16 @@ _state = _State()
 _local = threading.local()
 
 
-def _reset_after_fork() -> None:
+def reset() -> None:
+    """Forget the running scopes and close the breaker: in a forked child (whose watchdog
+    thread was not forked with it), and between tests. The old watchdog, if any, keeps
+    watching only the old scopes."""
     global _state, _local
     _state = _State()
     _local = threading.local()
 
 
-os.register_at_fork(after_in_child=_reset_after_fork)
+os.register_at_fork(after_in_child=reset)
 
 
 def deadline_seconds() -> float | None:
