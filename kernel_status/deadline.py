@@ -24,8 +24,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections
@@ -67,8 +65,12 @@ class _State:
         self.shed = 0
 
 
+class _Local(threading.local):
+    scope: _Scope | None = None  # a class default: cheaper than getattr(..., None)
+
+
 _state = _State()
-_local = threading.local()
+_local = _Local()
 
 
 def reset() -> None:
@@ -77,7 +79,7 @@ def reset() -> None:
     watching only the old scopes."""
     global _state, _local
     _state = _State()
-    _local = threading.local()
+    _local = _Local()
 
 
 os.register_at_fork(after_in_child=reset)
@@ -86,7 +88,7 @@ os.register_at_fork(after_in_child=reset)
 def deadline_seconds() -> float | None:
     """``KERNEL_STATUS_QUERY_DEADLINE`` as a float, or ``None`` when off (or unusable: E012)."""
     value = conf.KERNEL_STATUS_QUERY_DEADLINE
-    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+    if value is None or type(value) not in (int, float):  # bool is not a number here
         return None
     return float(value) if math.isfinite(value) and value > 0 else None
 
@@ -98,43 +100,51 @@ def cooldown_seconds() -> float:
     return max(0.0, float(value))
 
 
-@contextmanager
-def bounded(aliases: tuple[str, ...]) -> Iterator[None]:
+class bounded:
     """Bound the calling thread's work on the databases ``aliases`` for the block (nested
-    blocks count as the outer one)."""
-    seconds = deadline_seconds()
-    if seconds is None or getattr(_local, "scope", None) is not None:
-        yield
-        return
-    wrappers = []
-    for alias in aliases:
-        wrapper = connections[alias]
-        if wrapper.vendor in _VENDORS:
-            _guard_connect(wrapper)
-            wrappers.append(wrapper)
-    if not wrappers:
-        yield
-        return
-    scope = _Scope(wrappers, time.monotonic() + seconds)
-    state = _state
-    with state.lock:
-        state.scopes[id(scope)] = scope
-        if not state.work.is_set():
-            state.work.set()
-        if state.watchdog is None:
-            state.watchdog = threading.Thread(
-                target=_watch, args=(state,), name="kernel-status-deadline", daemon=True
-            )
-            state.watchdog.start()
-    _local.scope = scope
-    try:
-        yield
-    finally:
-        _local.scope = None
+    blocks count as the outer one). A class, not a generator: it runs on every request."""
+
+    __slots__ = ("aliases", "scope")
+
+    def __init__(self, aliases: tuple[str, ...]) -> None:
+        self.aliases = aliases
+        self.scope: _Scope | None = None
+
+    def __enter__(self) -> None:
+        seconds = deadline_seconds()
+        if seconds is None or _local.scope is not None:
+            return
+        wrappers = []
+        for alias in self.aliases:
+            wrapper = connections[alias]
+            if wrapper.vendor in _VENDORS:
+                if "get_new_connection" not in wrapper.__dict__:
+                    _guard_connect(wrapper)
+                wrappers.append(wrapper)
+        if not wrappers:
+            return
+        scope = self.scope = _Scope(wrappers, time.monotonic() + seconds)
+        state = _state
         with state.lock:
-            del state.scopes[id(scope)]
-            failed = scope.killed or scope.connect_failed
-            if failed:
+            state.scopes[id(scope)] = scope
+            if not state.work.is_set():
+                state.work.set()
+            if state.watchdog is None:
+                state.watchdog = threading.Thread(
+                    target=_watch, args=(state,), name="kernel-status-deadline", daemon=True
+                )
+                state.watchdog.start()
+        _local.scope = scope
+
+    def __exit__(self, *exc_info: object) -> None:
+        scope = self.scope
+        if scope is None:
+            return
+        _local.scope = None
+        state = _state
+        with state.lock:
+            state.scopes.pop(id(scope), None)  # gone if reset() ran meanwhile (tests)
+            if scope.killed or scope.connect_failed:
                 state.open_until = time.monotonic() + cooldown_seconds()
             elif scope.probe:
                 state.open_until = 0.0
@@ -151,7 +161,7 @@ def shed_if_open() -> None:
     with state.lock:
         if not state.open_until:
             return
-        scope: _Scope | None = getattr(_local, "scope", None)
+        scope = _local.scope
         if time.monotonic() >= state.open_until and not state.probing and scope is not None:
             state.probing = scope.probe = True
             return
@@ -199,12 +209,10 @@ def _guard_connect(wrapper: Any) -> None:
     """Make the thread's connection wrapper refuse to connect once its request was cut off
     (Django reconnects after a failed health check, which would wait the whole connect
     timeout on a frozen server), and note a connection that failed, for the breaker."""
-    if "get_new_connection" in wrapper.__dict__:
-        return
     original = wrapper.get_new_connection  # bound: each thread has its own wrapper
 
     def get_new_connection(conn_params: Any) -> Any:
-        scope: _Scope | None = getattr(_local, "scope", None)
+        scope = _local.scope
         if scope is not None and scope.killed:
             raise wrapper.Database.OperationalError("the request outlived its database deadline")
         started = time.monotonic()
