@@ -193,3 +193,33 @@ def test_a_post_retried_after_a_503_that_was_applied_has_the_same_outcome(
     assert status_after_retry.content == status_after_first.content
     assert status_after_retry["ETag"] == status_after_first["ETag"]
     assert Session.objects.filter(session_id=SESSION_ID).count() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "mysql", reason="needs MariaDB or MySQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_request_past_the_deadline_is_cut_off_on_mysql(
+    session: Session, token_client: Callable[[str], APIClient]
+) -> None:
+    """mysqlclient's connection has a socket too (fileno()): the watchdog shuts it down."""
+    mysqldb = pytest.importorskip("MySQLdb")
+    settings_dict = connection.settings_dict
+    other = mysqldb.connect(
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=int(settings_dict["PORT"] or 3306),
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"] or "",
+        database=settings_dict["NAME"],
+    )
+    owner = token_client("owner")
+    try:
+        # The statement timeout (5 s) would end the wait for the table lock later.
+        with override_settings(KERNEL_STATUS_QUERY_DEADLINE=0.3, KERNEL_STATUS_DATABASE_COOLDOWN=0):
+            other.cursor().execute("LOCK TABLES kernel_status_session WRITE")
+            assert_busy(served(get_status(owner, SESSION_ID)))
+            assert deadline.stats() == {"killed": 1, "shed": 0}
+            other.cursor().execute("UNLOCK TABLES")
+            answer = served(get_status(owner, SESSION_ID))
+            assert answer.status_code == 200
+            assert answer.json()["state"] == "stopped"
+    finally:
+        other.close()
