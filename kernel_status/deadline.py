@@ -156,13 +156,13 @@ def shed_if_open() -> None:
     """Raise :class:`DatabaseUnavailable` (503) while the breaker is open, unless this request
     is let through as the probe. Call it inside :func:`bounded`, before any database work."""
     state = _state
-    if not state.open_until:
+    scope = _local.scope
+    if not state.open_until or scope is None:  # closed, or the deadline is off (no probe)
         return
     with state.lock:
         if not state.open_until:
             return
-        scope = _local.scope
-        if time.monotonic() >= state.open_until and not state.probing and scope is not None:
+        if time.monotonic() >= state.open_until and not state.probing:
             state.probing = scope.probe = True
             return
         state.shed += 1
