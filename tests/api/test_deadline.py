@@ -134,6 +134,18 @@ def test_no_deadline_no_bound(session: Session, token_client: Callable[[str], AP
     assert deadline.stats() == {"killed": 0, "shed": 0}
 
 
+def test_an_open_breaker_sheds_nothing_where_no_request_is_bounded(
+    session: Session, token_client: Callable[[str], APIClient]
+) -> None:
+    # As a cut-off leaves it, then the deadline turned off (or SQLite, where nothing is
+    # bounded): no request could probe and close it, so none is shed.
+    deadline._state.open_until = time.monotonic() + 60
+    with override_settings(KERNEL_STATUS_QUERY_DEADLINE=None):
+        answer = get_status(token_client("owner"), SESSION_ID)
+    assert answer.status_code == 200
+    assert deadline.stats() == {"killed": 0, "shed": 0}
+
+
 # --- a POST answered 503 after it was applied -------------------------------------------------
 
 
