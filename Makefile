@@ -23,7 +23,7 @@ BIN6 := $(VENV_DJANGO6)/bin
 # The newest 6.x that the Django range in pyproject.toml allows.
 DJANGO6 ?= Django>=6,<7
 
-.PHONY: install demo test lint docs test-sqlite test-postgres test-mariadb test-django6 schema clients bench bench-wrk soak clean
+.PHONY: install demo test lint docs test-sqlite test-postgres test-mariadb test-django6 schema clients bench bench-wrk soak faults clean
 
 # Exits 0 when the server in the URL answers. It connects to the maintenance database, since
 # the URL's own database need not exist: pytest-django creates test_<name> itself.
@@ -185,6 +185,16 @@ bench: bench-wrk $(BIN)/.installed-bench
 SOAK_SECONDS ?= 30
 soak: install
 	DATABASE_URL='$(POSTGRES_URL)' $(BIN)/python scripts/soak.py --seconds $(SOAK_SECONDS)
+
+# Fault injection on a PostgreSQL instance of its own (initdb from PG_BIN): a frozen database,
+# a restart under load, a refused connection, and the rate limits on Redis (FAULTS_REDIS_URL)
+# across two gunicorns; prints the figures, non-zero exit if a claim fails. The SQLite pass
+# runs the short version (tests/integration/test_faults.py). See docs/deployment.md.
+PG_BIN ?= /usr/lib/postgresql/15/bin
+FAULTS_REDIS_URL ?= redis://127.0.0.1:6379/13
+faults: install
+	env -u DATABASE_URL $(BIN)/python scripts/faults.py --pg-bin '$(PG_BIN)' \
+		--redis-url '$(FAULTS_REDIS_URL)'
 
 schema: install
 	$(BIN)/python manage.py spectacular --validate --fail-on-warn --file schema.yml

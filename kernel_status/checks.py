@@ -41,7 +41,41 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
         *_check_throttle_cache(),
         *_check_listen_database(),
         *_check_stream_max_seconds(),
+        *_check_database_deadline(),
     ]
+
+
+def _seconds_problem(value: object, *, zero: bool) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    return not math.isfinite(value) or value < 0 or (value == 0 and not zero)
+
+
+def _check_database_deadline() -> list[CheckMessage]:
+    """The deadline and the breaker's cooldown (kernel_status.deadline)."""
+    errors: list[CheckMessage] = []
+    deadline = conf.KERNEL_STATUS_QUERY_DEADLINE
+    if deadline is not None and _seconds_problem(deadline, zero=False):
+        errors.append(
+            Error(
+                "KERNEL_STATUS_QUERY_DEADLINE must be a positive, finite number of seconds, "
+                f"or None; got {deadline!r}.",
+                hint="Set it a little above the database's statement timeout, for example "
+                "the statement timeout plus 0.5 s; None turns the bound off.",
+                id="kernel_status.E013",
+            )
+        )
+    cooldown = conf.KERNEL_STATUS_DATABASE_COOLDOWN
+    if _seconds_problem(cooldown, zero=True):
+        errors.append(
+            Error(
+                "KERNEL_STATUS_DATABASE_COOLDOWN must be a non-negative, finite number of "
+                f"seconds; got {cooldown!r}.",
+                hint="0 turns the breaker off.",
+                id="kernel_status.E013",
+            )
+        )
+    return errors
 
 
 # Caches whose counts are per process: under several workers each keeps its own, and the

@@ -11,6 +11,7 @@ from __future__ import annotations
 # The public API: see "Public and internal modules" in docs/reference.md.
 __all__ = [
     "DEFAULT_ACCESS_POLICY",
+    "DEFAULT_DATABASE_COOLDOWN",
     "DEFAULT_LIVENESS_WINDOW",
     "DEFAULT_MAX_BATCH_SIZE",
     "DEFAULT_MAX_CLOCK_SKEW",
@@ -37,6 +38,8 @@ DEFAULT_LIVENESS_WINDOW = timedelta(seconds=60)
 DEFAULT_ACCESS_POLICY = "kernel_status.access.DefaultAccessPolicy"
 DEFAULT_MAX_BATCH_SIZE = 1000
 DEFAULT_MAX_CLOCK_SKEW = timedelta(seconds=300)
+# After the database failed to answer in time, 503 at once for this long (docs/deployment.md).
+DEFAULT_DATABASE_COOLDOWN = 1.0
 # Watching (docs/watching.md): the longest Prefer: wait a blocking status read honours.
 DEFAULT_MAX_WAIT = 60
 
@@ -135,6 +138,20 @@ class Settings:
         if value is None or isinstance(value, timedelta):
             return value
         return timedelta(seconds=value)
+
+    # --- A frozen database (docs/deployment.md, "A bound on every request") -------------
+
+    @property
+    def KERNEL_STATUS_QUERY_DEADLINE(self) -> Any:
+        """Seconds a request may spend on the database before its connection is cut (503);
+        ``None``: no bound but the database's own timeouts."""
+        return getattr(settings, "KERNEL_STATUS_QUERY_DEADLINE", None)
+
+    @property
+    def KERNEL_STATUS_DATABASE_COOLDOWN(self) -> Any:
+        """Seconds a process answers 503 at once after a request was cut off by the deadline
+        or could not connect, before it lets one request probe the database; 0: never."""
+        return getattr(settings, "KERNEL_STATUS_DATABASE_COOLDOWN", DEFAULT_DATABASE_COOLDOWN)
 
     # --- Watching: blocking status reads and the change stream (docs/watching.md) ----------
 

@@ -82,6 +82,14 @@ DATABASES = {
 # statement (lock waits included). The endpoints' queries take milliseconds.
 DATABASE_CONNECT_TIMEOUT = int(os.environ.get("DATABASE_CONNECT_TIMEOUT", "5"))
 DATABASE_STATEMENT_TIMEOUT = int(os.environ.get("DATABASE_STATEMENT_TIMEOUT", "5000"))
+# A frozen server enforces no statement timeout (its kernel still acknowledges TCP): the app
+# cuts off a request's connection half a second after the statement timeout would have ended
+# its statement, and answers 503 (docs/deployment.md, "A bound on every request").
+# 0 in the environment turns it off.
+KERNEL_STATUS_QUERY_DEADLINE = (
+    float(os.environ.get("KERNEL_STATUS_QUERY_DEADLINE", DATABASE_STATEMENT_TIMEOUT / 1000 + 0.5))
+    or None
+)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         connect_timeout=DATABASE_CONNECT_TIMEOUT,

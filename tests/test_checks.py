@@ -355,3 +355,27 @@ def test_a_stream_lifetime_that_is_not_positive_seconds_is_e012(value: object) -
 def test_a_stream_lifetime_of_none_or_positive_seconds_passes(value: object) -> None:
     with override_settings(KERNEL_STATUS_STREAM_MAX_SECONDS=value):
         assert [e for e in check_settings() if e.id == "kernel_status.E012"] == []
+
+
+@pytest.mark.parametrize(("deadline", "cooldown"), [(None, 1.0), (5.5, 0), (1, 0.25), (0.1, 30)])
+def test_good_database_deadlines_and_cooldowns_pass(deadline: object, cooldown: object) -> None:
+    with override_settings(
+        KERNEL_STATUS_QUERY_DEADLINE=deadline, KERNEL_STATUS_DATABASE_COOLDOWN=cooldown
+    ):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize("deadline", ["5", True, [5], 0, -1, float("nan"), float("inf")])
+def test_a_bad_database_deadline_is_e013(deadline: object) -> None:
+    with override_settings(KERNEL_STATUS_QUERY_DEADLINE=deadline):
+        messages = check_settings()
+    assert [message.id for message in messages] == ["kernel_status.E013"]
+    assert "KERNEL_STATUS_QUERY_DEADLINE" in messages[0].msg
+
+
+@pytest.mark.parametrize("cooldown", ["1", None, False, -0.5, float("nan"), float("inf")])
+def test_a_bad_database_cooldown_is_e013(cooldown: object) -> None:
+    with override_settings(KERNEL_STATUS_DATABASE_COOLDOWN=cooldown):
+        messages = check_settings()
+    assert [message.id for message in messages] == ["kernel_status.E013"]
+    assert "KERNEL_STATUS_DATABASE_COOLDOWN" in messages[0].msg

@@ -2,7 +2,8 @@
 
 The layers, from the bottom (docs/development.md, "The map of the house"):
 
-0. settings and vocabularies: ``conf``, ``choices``, ``exceptions``, ``validators``;
+0. settings and vocabularies: ``conf``, ``choices``, ``exceptions``, ``validators``, and
+   ``deadline`` (the bound on a request's database work);
 1. ``queries``: every read query (it knows the models through the app registry only);
 2. ``models``;
 3. ``mirror``: the write side;
@@ -34,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
         "kernel_status.choices",
         "kernel_status.exceptions",
         "kernel_status.validators",
+        "kernel_status.deadline",
     ),
     ("kernel_status.queries",),
     ("kernel_status.models",),

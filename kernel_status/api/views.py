@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from django.core.exceptions import PermissionDenied
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, router
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -43,6 +43,7 @@ from kernel_status.api.throttling import (
     StatusRateThrottle,
 )
 from kernel_status.api.token_status import authenticate_and_fetch, token_status_request
+from kernel_status.deadline import bounded, shed_if_open
 from kernel_status.exceptions import (
     DatabaseUnavailable,
     InvalidEventBatch,
@@ -95,7 +96,13 @@ class KernelAPIView(GenericAPIView[_M]):
     failed_auth_throttle_class = FailedAuthThrottle
     failed_auth_throttle: FailedAuthThrottle  # this request's, set by initial()
 
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # The request's database work is bounded by KERNEL_STATUS_QUERY_DEADLINE.
+        with bounded(mirror_aliases()):
+            return super().dispatch(request, *args, **kwargs)
+
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        shed_if_open()  # the database failed to answer just now: 503 without trying it
         self.check_failed_auth_throttle(request)
         super().initial(request, *args, **kwargs)
 
@@ -149,6 +156,13 @@ class KernelAPIView(GenericAPIView[_M]):
         if response.status_code == 304:
             del response["Content-Type"]  # no body
         return response
+
+
+def mirror_aliases() -> tuple[str, ...]:
+    """The databases a request of the endpoints reads and writes (the token and user tables
+    live with them, or on the default database)."""
+    read, write = router.db_for_read(Session), router.db_for_write(Session)
+    return (read,) if read == write else (read, write)
 
 
 @cache

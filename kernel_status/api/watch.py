@@ -34,7 +34,7 @@ from kernel_status.api.serializers import KernelSessionSerializer
 from kernel_status.api.views import KernelSessionListView, KernelStatusView
 from kernel_status.choices import ProcessState
 from kernel_status.conf import conf
-from kernel_status.exceptions import StreamNeedsASGI
+from kernel_status.exceptions import DatabaseUnavailable, StreamNeedsASGI
 from kernel_status.live import reads
 from kernel_status.live.hub import get_hub
 from kernel_status.live.stream import CallerGone, ReadRows, Row, stream_events
@@ -263,6 +263,8 @@ def _seconds_until(moment: datetime) -> float:
 def _json_error(status: int, detail: str, code: str) -> JsonResponse:
     response = JsonResponse({"detail": detail, "code": code}, status=status)
     response["Cache-Control"] = "no-store"
+    if status == 503:
+        response["Retry-After"] = str(DatabaseUnavailable.wait)  # as the views' 503 says
     return response
 
 

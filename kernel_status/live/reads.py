@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from kernel_status.choices import ProcessState
 from kernel_status.conf import conf
+from kernel_status.deadline import bounded
 from kernel_status.mirror.changes import latest_change_id
 from kernel_status.models import Change, KernelProcess, Session
 
@@ -46,7 +47,9 @@ def pool() -> ThreadPoolExecutor:
 def _in_thread(function: Callable[..., _T], *args: Any) -> _T:
     close_old_connections()  # drop a connection that broke or outlived CONN_MAX_AGE
     try:
-        return function(*args)
+        # A frozen database holds a reader for KERNEL_STATUS_QUERY_DEADLINE at most.
+        with bounded(tuple(dict.fromkeys([alias(), router.db_for_write(Session)]))):
+            return function(*args)
     finally:
         close_old_connections()
 

@@ -404,7 +404,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            /** @description The database is busy, locked, slow past its statement timeout, frozen past the server's deadline, or unreachable. Retry after `Retry-After` seconds. A POST answered so may have been applied all the same (its answer was lost); sending it again is safe. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -491,7 +491,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            /** @description The database is busy, locked, slow past its statement timeout, frozen past the server's deadline, or unreachable. Retry after `Retry-After` seconds. A POST answered so may have been applied all the same (its answer was lost); sending it again is safe. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -568,7 +568,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            /** @description The database is busy, locked, slow past its statement timeout, frozen past the server's deadline, or unreachable. Retry after `Retry-After` seconds. A POST answered so may have been applied all the same (its answer was lost); sending it again is safe. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */
@@ -677,7 +677,7 @@ export interface operations {
                     "application/json": components["schemas"]["KernelStatusError"];
                 };
             };
-            /** @description The database is busy, locked, slow past its statement timeout, or unreachable. Nothing was applied; retry after `Retry-After` seconds. */
+            /** @description The database is busy, locked, slow past its statement timeout, frozen past the server's deadline, or unreachable. Retry after `Retry-After` seconds. A POST answered so may have been applied all the same (its answer was lost); sending it again is safe. */
             503: {
                 headers: {
                     /** @description Seconds to wait before retrying. */

@@ -95,8 +95,9 @@ NOT_AUTHENTICATED = _error(
 )
 DATABASE_UNAVAILABLE = _error(
     "DatabaseUnavailable",
-    "The database is busy, locked, slow past its statement timeout, or unreachable. Nothing "
-    "was applied; retry after `Retry-After` seconds.",
+    "The database is busy, locked, slow past its statement timeout, frozen past the server's "
+    "deadline, or unreachable. Retry after `Retry-After` seconds. A POST answered so may "
+    "have been applied all the same (its answer was lost); sending it again is safe.",
     "The database is busy; retry shortly.",
 )
 THROTTLED = _error(
