@@ -15,8 +15,9 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -58,20 +59,27 @@ class Deployment:
     wsgi: str
     asgi: str
     access_log: Path
+    logged_before: int = 0  # lines of the access log from earlier tests
 
     def upstreams(self, method: str, path: str) -> list[str]:
-        """The upstream addresses of the logged requests ``method path``, oldest first."""
+        """The upstream addresses of this test's logged requests ``method path``, oldest
+        first."""
         found = []
-        for line in self.access_log.read_text().splitlines():
+        for line in self.access_log.read_text().splitlines()[self.logged_before :]:
             logged_method, logged_path, _status, upstream = line.split(" ", 3)
             if (logged_method, logged_path) == (method, path):
                 found.append(upstream)
         return found
 
 
-@pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[Deployment]:
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, django_db_setup: None, django_db_blocker: Any
+) -> Iterator[Deployment]:
+    """The three servers, started once for the module on the test database (each test's
+    rows are its own: the transactional tests empty the tables after each)."""
     assert nginx_binary() is not None, "nginx is not installed: .ci/run installs it"
+    tmp_path = tmp_path_factory.mktemp("deployment")
     port = free_port()
     with (
         gunicorn_server(
@@ -89,6 +97,12 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
         path = tmp_path / name
         if path.exists():
             print(name, path.read_text()[-3000:])  # shown when the test fails
+
+
+@pytest.fixture
+def deployment(served: Deployment, transactional_db: None) -> Deployment:
+    lines = served.access_log.read_text().splitlines() if served.access_log.exists() else []
+    return replace(served, logged_before=len(lines))
 
 
 def _answers(url: str) -> bool:
