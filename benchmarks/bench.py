@@ -111,11 +111,15 @@ class Results:
         return None
 
 
-def preflight() -> None:
+def preflight(only_deployment: bool = False) -> None:
     """Say exactly what is missing, and stop, before anything starts."""
     missing = []
     if shutil.which("wrk") is None:
         missing.append("wrk (the load generator): apt-get install wrk")
+    if only_deployment:  # gunicorn, uvicorn and nginx: the test dependencies have them
+        if missing:
+            sys.exit("make bench cannot run; missing:\n  - " + "\n  - ".join(missing))
+        return
     modules = [pip for module, pip in REQUIRED_MODULES.items() if not _has_module(module)]
     if modules:
         missing.append(
@@ -435,6 +439,70 @@ def measure_app(
                 f"{rps:>8,.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms",
                 flush=True,
             )
+
+
+def measure_deployment(
+    results: Results, database: Database, duration: int, workdir: Path, logs: Path
+) -> None:
+    """Plain status reads under the recommended deployment (project/deploy/nginx.conf: nginx
+    in front of gunicorn gthread and uvicorn) against the same gunicorn directly, interleaved
+    in one run. The servers and nginx share core 1, wrk has core 0."""
+    sys.path.insert(0, str(ROOT))
+    from project.deploy import nginx_binary, nginx_running
+
+    if nginx_binary() is None:
+        results.notes.append("nginx is not installed: no deployment rows")
+        print("nginx is not installed (apt-get install nginx-light): its rows are skipped")
+        return
+    wsgi_port, asgi_port, nginx_port = free_port(), free_port(), free_port()
+    heartbeat(database)
+    path, headers = targets(database, CELL_COUNTS)[f"status-{SMALL}"]
+    wsgi = pinned(server_command("gunicorn-gthread", wsgi_port, 1), 1)
+    asgi = pinned(server_command("uvicorn", asgi_port, 1), 1)
+    direct, proxied = f"http://127.0.0.1:{wsgi_port}", f"http://127.0.0.1:{nginx_port}"
+    wsgi_log, asgi_log = logs / "deployment-gunicorn.log", logs / "deployment-uvicorn.log"
+    with (
+        started(wsgi, app_env(database), wsgi_log) as wsgi_process,
+        started(asgi, app_env(database), asgi_log) as asgi_process,
+    ):
+        servers = [(direct, wsgi_process, wsgi_log)]
+        servers.append((f"http://127.0.0.1:{asgi_port}", asgi_process, asgi_log))
+        for base, process, log in servers:
+            url = base + "/bench/floor0"
+            wait_until(lambda: http_get(url, {})[0] == 200, "a server", process, log)  # noqa: B023
+        upstreams = (f"127.0.0.1:{wsgi_port}", f"127.0.0.1:{asgi_port}")
+        with nginx_running(workdir / "nginx", nginx_port, *upstreams) as nginx:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(nginx.pid, {1})
+            wait_until(lambda: http_get(proxied + path, headers)[0] == 200, "nginx", nginx,
+                       workdir / "nginx" / "error.log")  # fmt: skip
+            for base in (direct, proxied):
+                status, body = http_get(base + path, headers)
+                if status != 200 or json.loads(body).get("state") != "idle":
+                    raise RuntimeError(f"{base}: {status} {body!r}, expected the idle state")
+                wrk(base + path, headers, 1, core=0)  # warm up
+            best: dict[str, tuple[float, float, float, int]] = {}
+            for _ in range(ROUNDS):
+                for name, base in (("gunicorn-direct", direct), ("nginx-split", proxied)):
+                    figures = wrk(base + path, headers, duration, core=0)
+                    if name not in best or figures[0] > best[name][0]:
+                        best[name] = figures
+    for name, (rps, p50, p99, count) in best.items():
+        results.runs.append(
+            Run(database.name, name, 1, f"status-{SMALL}", rps, p50, p99, count, SMALL)
+        )
+        print(
+            f"  {database.name:<10} {name:<16} w=1 status-{SMALL:<7} "
+            f"{rps:>8,.0f} req/s  p50 {p50:6.2f} ms  p99 {p99:6.2f} ms",
+            flush=True,
+        )
+    ratio = best["nginx-split"][0] / best["gunicorn-direct"][0]
+    results.notes.append(
+        f"Recommended deployment ({database.name}, status, {SMALL} cells, gunicorn gthread "
+        f"4 threads and uvicorn, one worker each): nginx split {best['nginx-split'][0]:,.0f} "
+        f"req/s, gunicorn direct {best['gunicorn-direct'][0]:,.0f} req/s, ratio {ratio:.2f}x"
+    )
+    print(f"  {database.name:<10} nginx-split / gunicorn-direct: {ratio:.2f}x", flush=True)
 
 
 # --- marimo and Jupyter ------------------------------------------------------------------------
@@ -831,8 +899,13 @@ def main() -> None:
         "--duration", type=int, default=1, help=f"seconds per wrk run ({ROUNDS} per target)"
     )
     parser.add_argument("--output", type=Path, default=ROOT / "artifacts", help="JSON and PNG")
+    parser.add_argument(
+        "--only-deployment",
+        action="store_true",
+        help="measure only the recommended deployment against gunicorn directly, and print",
+    )
     args = parser.parse_args()
-    preflight()
+    preflight(args.only_deployment)
 
     results = Results(
         started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -861,6 +934,16 @@ def main() -> None:
         results.notes.append(f"MariaDB at {args.mariadb_url} did not answer: no MariaDB rows")
         print(f"MariaDB at {args.mariadb_url} did not answer: its rows are skipped")
     print(f"Working in {workdir} (server logs in {logs})", flush=True)
+    deployment_db = next((db for db in databases if db.name == "postgresql"), databases[0])
+    if args.only_deployment:
+        try:
+            print(f"== {deployment_db.name}: the recommended deployment (nginx split)")
+            prepare(deployment_db, workdir)
+            measure_deployment(results, deployment_db, args.duration, workdir, logs)
+        finally:
+            if deployment_db.name == "postgresql":
+                _drop_postgres(deployment_db.url)
+        return
     try:
         for database in databases:
             print(f"== {database.name}: preparing {', '.join(f'{c:,}' for c in CELL_COUNTS)} cells")
@@ -883,6 +966,8 @@ def main() -> None:
             measure_app(
                 results, postgres, best, 2, ["floor1", f"status-{SMALL}"], args.duration, logs
             )
+        print(f"== {deployment_db.name}: the recommended deployment (nginx split)")
+        measure_deployment(results, deployment_db, args.duration, workdir, logs)
         print("== marimo and Jupyter Server")
         measure_marimo(results, args.duration, workdir, logs)
         measure_jupyter(results, args.duration, workdir, logs)

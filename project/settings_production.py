@@ -18,6 +18,18 @@ warns that the limits multiply with the workers.
 
 It assumes TLS ends at a proxy that sets ``X-Forwarded-Proto: https`` (and strips it from
 clients) and appends the client's address to ``X-Forwarded-For``. See docs/deployment.md.
+
+The recommended deployment (docs/deployment.md, project/deploy/nginx.conf): nginx, the one
+proxy, in front of two servers of these settings on one database. On 2 cores:
+
+- ``gunicorn project.wsgi:application --worker-class gthread --workers 2 --threads 4``:
+  plain status reads, ``POST /api/kernel/events`` and everything else;
+- ``uvicorn project.asgi:application --workers 1``: blocking reads (``If-None-Match`` with
+  ``Prefer: wait=N``) and the change stream ``/api/kernel/sessions/stream``.
+
+PostgreSQL connections: gunicorn 2 x 4 threads = 8, uvicorn 1 x (1 LISTEN + 4 readers
+(KERNEL_STATUS_WATCH_READERS) + 1 for sync code) = 6, plus one each for the culler and the
+marimo bridge: 16, under the default max_connections of 100.
 """
 
 from __future__ import annotations

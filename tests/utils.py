@@ -224,8 +224,10 @@ def gunicorn_server(
     workers: int = 1,
     env: dict[str, str] | None = None,
     log: Path | None = None,
+    options: tuple[str, ...] = (),
 ) -> Iterator[str]:
     """Serve the example project with gunicorn on the test database; yields its base URL.
+    ``options`` go to gunicorn's command line (for example the gthread worker class).
 
     The server sees only committed rows: use it from ``transactional_db`` tests.
     ``DJANGO_DEBUG`` is not passed on, so the settings' own default applies.
@@ -234,6 +236,7 @@ def gunicorn_server(
     command = [
         *(sys.executable, "-m", "gunicorn", "project.wsgi:application"),
         *("--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--timeout", "60"),
+        *options,
     ]
     with _served("gunicorn", command, port, settings_module, env, log) as (base_url, _):
         yield base_url
