@@ -48,6 +48,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # project.deploy and scripts.slow_clients, when run as a file
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SESSION_ID = "faults-1"
 STATUS = "/api/kernel/status"
@@ -542,15 +544,36 @@ def rate_limits(ctx: Context) -> Result:
     return result
 
 
+def slow_clients(ctx: Context) -> Result:
+    """The recommended deployment's front: nginx before gunicorn and uvicorn, with 100
+    slow-body and 100 idle connections held while the status is read (docs/deployment.md)."""
+    from project.deploy import nginx_running
+    from scripts.slow_clients import run_slow_clients
+
+    port = free_port()
+    wsgi, asgi = (url.removeprefix("http://") for url in (ctx.wsgi, ctx.asgi))
+    # nginx stands in for the TLS proxy that the production settings expect.
+    with nginx_running(ctx.logs / "nginx", port, wsgi, asgi, forwarded_proto="https"):
+        wait_for(lambda: accepts(port), 30, "nginx to listen")
+        figures = run_slow_clients(
+            f"http://127.0.0.1:{port}",
+            token=ctx.client.headers["Authorization"].removeprefix("Token "),
+            session_id=SESSION_ID,
+            reads=10 if ctx.config.short else 20,
+        )
+    result = from_figures("slow-clients", figures)
+    result.check(figures["failed"] == 0, f"{figures['failed']:.0f} status reads failed")
+    result.check(figures["p50_ms"] <= 100, f"status reads took {figures['p50_ms']} ms (p50)")
+    return result
+
+
 # The scenarios in the order they run. A scenario takes the context and returns its Result;
-# one that needs only a server can wrap a function of the base URL, as the slow-clients one
-# will: ("slow-clients", lambda ctx: from_figures("slow-clients", run_slow_clients(ctx.wsgi)))
-# with run_slow_clients from scripts/slow_clients.py. `refuse` stops the instance: keep it last.
+# `refuse` stops the instance: keep it last.
 SCENARIOS: list[tuple[str, Callable[[Context], Result]]] = [
     ("freeze", freeze),
     ("restart", restart),
     ("rate-limits", rate_limits),
-    # ("slow-clients", ...): scripts/slow_clients.py, added here
+    ("slow-clients", slow_clients),
     ("refuse", refuse),
 ]
 

@@ -50,11 +50,15 @@ def render_site(listen: str, wsgi: str, asgi: str) -> str:
     return text
 
 
-def render_standalone(workdir: Path, listen: str, wsgi: str, asgi: str) -> str:
-    """A whole nginx configuration around :func:`render_site`, its files in ``workdir``."""
-    site = "\n".join(
-        "    " + line if line else line for line in render_site(listen, wsgi, asgi).splitlines()
-    )
+def render_standalone(
+    workdir: Path, listen: str, wsgi: str, asgi: str, *, forwarded_proto: str | None = None
+) -> str:
+    """A whole nginx configuration around :func:`render_site`, its files in ``workdir``.
+    ``forwarded_proto="https"`` stands nginx in for a proxy that ended TLS (plain HTTP here)."""
+    text = render_site(listen, wsgi, asgi)
+    if forwarded_proto is not None:
+        text = text.replace("X-Forwarded-Proto $scheme", f"X-Forwarded-Proto {forwarded_proto}")
+    site = "\n".join("    " + line if line else line for line in text.splitlines())
     return STANDALONE.format(workdir=workdir, site=site)
 
 
@@ -65,7 +69,7 @@ def nginx_binary() -> str | None:
 
 @contextmanager
 def nginx_running(
-    workdir: Path, port: int, wsgi: str, asgi: str
+    workdir: Path, port: int, wsgi: str, asgi: str, *, forwarded_proto: str | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run nginx in the foreground on 127.0.0.1:``port`` in front of ``wsgi`` and ``asgi``
     until the block ends; the caller waits for it to listen."""
@@ -74,7 +78,9 @@ def nginx_running(
         raise RuntimeError("nginx is not installed (apt-get install nginx-light)")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "nginx.conf"
-    config.write_text(render_standalone(workdir, f"127.0.0.1:{port}", wsgi, asgi))
+    config.write_text(
+        render_standalone(workdir, f"127.0.0.1:{port}", wsgi, asgi, forwarded_proto=forwarded_proto)
+    )
     subprocess.run([binary, "-t", "-q", "-c", str(config), "-p", str(workdir)], check=True)
     process = subprocess.Popen([binary, "-c", str(config), "-p", str(workdir)])
     try:

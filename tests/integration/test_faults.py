@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from project.deploy import nginx_binary
 from tests.utils import REPO
 
 PG_BIN = Path(os.environ.get("KS_FAULTS_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -45,6 +46,7 @@ def redis_answers() -> bool:
 def test_the_short_fault_suite_holds_every_claim() -> None:
     needs(f"initdb and pg_ctl in {PG_BIN}", (PG_BIN / "initdb").exists())
     needs(f"Redis at {REDIS_URL}", redis_answers())
+    needs("nginx (Debian's nginx-light)", nginx_binary() is not None)
     run = subprocess.run(
         [sys.executable, "scripts/faults.py", "--short", "--pg-bin", str(PG_BIN)],
         cwd=REPO,
@@ -56,8 +58,8 @@ def test_the_short_fault_suite_holds_every_claim() -> None:
     output = run.stdout + run.stderr
     print(output)
     assert run.returncode == 0, output
-    assert "faults: 4 of 4 scenarios held" in output
-    for scenario in ["freeze", "restart", "rate-limits", "refuse"]:
+    assert "faults: 5 of 5 scenarios held" in output
+    for scenario in ["freeze", "restart", "rate-limits", "slow-clients", "refuse"]:
         assert f"\n{scenario}: held\n" in output, scenario
     # Each figure the claims rest on was printed: all 31 frozen requests answered 503.
     assert re.search(r"freeze: held\n  answers: \{503: 31\}\n", output), output
