@@ -55,6 +55,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from kernel_status.choices import CellRuntimeState, ProcessState
+from kernel_status.mirror.changes import note_changed, note_of
 from kernel_status.mirror.events import (
     ApplyResult,
     CellNotification,
@@ -129,19 +130,27 @@ class BatchState:
                 result.ignored_older += 1
         return result
 
-    def save(self) -> None:
+    def save(self, *, note: bool = False) -> None:
+        """Write the batch; ``note``: also log the session's change for watchers (folded
+        into the upsert where the database allows)."""
         if self.reset_at is not None:
             # Touched cells are reset in memory too; the upsert below keeps the reset.
             reset_cells(self.session.pk, self.reset_at, using=self.using)
         if self.kernel_dirty:
             self.kernel.save(using=self.using, force_insert=not self.kernel_existed)
         # last_activity only forward: a batch of old events never moves it back.
-        upsert_cells(
-            self.session.pk,
-            (self.cells[cell_id] for cell_id in self.dirty_cells),
-            using=self.using,
-            last_activity=self.activity,
-        )
+        pending = note_of([self.session.pk]) if note else None
+        if (
+            not upsert_cells(
+                self.session.pk,
+                (self.cells[cell_id] for cell_id in self.dirty_cells),
+                using=self.using,
+                last_activity=self.activity,
+                note=pending,
+            )
+            and note
+        ):
+            note_changed([self.session.pk], using=self.using)
 
     def _active_at(self, at: datetime) -> None:
         if self.activity is None or at > self.activity:

@@ -28,6 +28,7 @@ from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Greatest
 
 from kernel_status.choices import CellRuntimeState
+from kernel_status.mirror.changes import Note, noted, pg_note_sql
 from kernel_status.mirror.ordering import STATUS_TIE_RANK
 from kernel_status.models import CellStatus, KernelProcess, Session
 
@@ -295,11 +296,14 @@ def upsert_cells(
     *,
     using: str,
     last_activity: datetime | None = None,
-) -> None:
+    note: Note | None = None,
+) -> bool:
     """Insert or update these cell rows in one statement, each field only forward in time.
 
-    With ``last_activity``, also :func:`advance_last_activity`: in the same statement on
-    PostgreSQL (a data-modifying CTE; one round trip less per batch), after it elsewhere.
+    With ``last_activity``, also :func:`advance_last_activity`; with ``note``, also log the
+    change (:mod:`kernel_status.mirror.changes`): in the same statement on PostgreSQL (a
+    data-modifying CTE; a round trip less for each), after it elsewhere, except the note.
+    Returns whether the note was logged; when not, the caller logs it.
     """
     rows = list(cells)
     connection: BaseDatabaseWrapper = connections[using]
@@ -308,26 +312,37 @@ def upsert_cells(
             upsert_cells(session_pk, rows, using=using)
         if last_activity is not None:
             advance_last_activity(session_pk, last_activity, using=using)
-        return
+        return False
     table = connection.ops.quote_name(CellStatus._meta.db_table)
     columns = "session_id, cell_id, status, status_at, stale, stale_at, notified_at"
     if connection.vendor == "postgresql":
         payload = _payload(rows, datetime.isoformat)
-        params_pg: list[Any] = [session_pk, payload]
-        head = ""
+        params_pg: list[Any] = []
+        ctes: list[str] = []
         if last_activity is not None:
-            # Both see the statement's snapshot and touch different tables; the session row
-            # is already locked by this transaction.
+            # Every item sees the statement's snapshot and they touch different tables; the
+            # session row is already locked by this transaction.
             sessions = connection.ops.quote_name(Session._meta.db_table)
             pk = connection.ops.quote_name(str(Session._meta.pk.column))
-            head = (
-                f"WITH activity AS (UPDATE {sessions} SET last_activity = %s "
-                f"WHERE {pk} = %s AND (last_activity IS NULL OR last_activity < %s)) "
+            ctes.append(
+                f"activity AS (UPDATE {sessions} SET last_activity = %s "
+                f"WHERE {pk} = %s AND (last_activity IS NULL OR last_activity < %s))"
             )
-            params_pg = [last_activity, session_pk, last_activity, *params_pg]
+            params_pg += [last_activity, session_pk, last_activity]
+        upsert = _upsert_pg_sql(table, columns)
+        params_pg += [session_pk, payload]
         with connection.cursor() as cursor:
-            cursor.execute(head + _upsert_pg_sql(table, columns), params_pg)
-        return
+            if note is None:
+                head = f"WITH {', '.join(ctes)} " if ctes else ""
+                cursor.execute(head + upsert, params_pg)
+                return False
+            # The upsert becomes one more item; the statement ends with the note's SELECT.
+            note_cte, select, note_params = pg_note_sql(note, connection)
+            ctes += [f"cells AS ({upsert})", note_cte]
+            cursor.execute(f"WITH {', '.join(ctes)} {select}", params_pg + note_params)
+            change_id = int(cursor.fetchone()[0])
+        noted(note, change_id, using=using)
+        return True
     if connection.vendor == "sqlite":
         # Django's own SQLite text format and time zone, so comparisons with rows the ORM
         # wrote order correctly.
@@ -367,7 +382,7 @@ def upsert_cells(
                 f"INSERT INTO {table} ({columns}) VALUES {values} {_on_duplicate_key_sql()}",
                 params,
             )
-        return
+        return False
     else:  # pragma: no cover - refused by the system check kernel_status.E010
         CellStatus.objects.using(using).bulk_create(
             [
@@ -378,9 +393,10 @@ def upsert_cells(
             unique_fields=["session", "cell_id"],
             update_fields=["status", "status_at", "stale", "stale_at", "notified_at"],
         )
-        return
+        return False
     with connection.cursor() as cursor:
         cursor.execute(sql, [session_pk, payload])
+    return False
 
 
 def _upsert_pg_sql(table: str, columns: str) -> str:

@@ -210,9 +210,8 @@ def _apply_batch(session_id: str, batch: list[KernelEvent], using: str) -> Apply
         kernel, cells = fetch_kernel_and_cells(session_pk, cell_ids_of(batch), using=using)
         batch_state = BatchState(session, kernel, using, cells)
         result = batch_state.apply(batch)
-        batch_state.save()
-        # Every batch that wrote something, even a heartbeat: it moves the liveness expiry
-        # that waiters keep. Waiters re-check and go on waiting when the answer is the same.
-        if result.applied:
-            note_changed([session_pk], using=using)
+        # Every batch that wrote something, even a heartbeat, is noted: it moves the liveness
+        # expiry that waiters keep. Waiters re-check and go on waiting when the answer is the
+        # same.
+        batch_state.save(note=bool(result.applied))
     return result

@@ -22,7 +22,8 @@ from kernel_status.events import (
     KernelStarted,
     KernelStopped,
 )
-from kernel_status.models import CellStatus, KernelProcess, Session
+from kernel_status.mirror.changes import latest_change_id
+from kernel_status.models import CellStatus, Change, KernelProcess, Session
 from tests.utils import at
 
 pytestmark = pytest.mark.usefixtures("recent_base")  # at() is 30 s back
@@ -253,23 +254,25 @@ def test_a_batch_is_a_constant_number_of_queries(session: Session, size: int) ->
     # Lock the session, read its kernel, read the touched cells, reset the others,
     # write the kernel, upsert the cells, move the session's last activity forward (on
     # PostgreSQL the kernel and the cells are one read, and the upsert and the last activity
-    # one statement); then the change log's row (and, on PostgreSQL, its NOTIFY) for watchers.
-    watchers = 2 if connection.vendor == "postgresql" else 1
+    # one statement); then the change log's row for watchers (on PostgreSQL, the row and its
+    # NOTIFY are part of the upsert's statement).
     writes = [
         q["sql"]
         for q in context.captured_queries
         if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
     ]
-    assert len(writes) == (5 if connection.vendor == "postgresql" else 7) + watchers, writes
+    assert len(writes) == (5 if connection.vendor == "postgresql" else 8), writes
     assert CellStatus.objects.filter(session=session, status=Cell.QUEUED).count() == size
 
 
 def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql_and_its_change_note(
     session: Session,
 ) -> None:
-    """A kernel host's commonest batch: lock, read, write (one round trip each), then the
-    change log's row and, on PostgreSQL, its NOTIFY for watchers."""
+    """A kernel host's commonest batch: lock, read, write (one round trip each); on
+    PostgreSQL the write also logs the change and NOTIFYs watchers, elsewhere the change log's
+    row is one more statement."""
     mirror.apply_events("s1", [op("c0", 1, Cell.IDLE)])
+    before = latest_change_id(using="default")
     with CaptureQueriesContext(connection) as context:
         result = mirror.apply_events("s1", [op("c0", 2, Cell.RUNNING), op("c1", 2, Cell.QUEUED)])
     assert result == ApplyResult(applied=2)
@@ -278,8 +281,13 @@ def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql_and_its_change
         for q in context.captured_queries
         if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))
     ]
-    watchers = 2 if connection.vendor == "postgresql" else 1
-    assert len(statements) == (3 if connection.vendor == "postgresql" else 5) + watchers, statements
+    assert len(statements) == (3 if connection.vendor == "postgresql" else 6), statements
+    if connection.vendor == "postgresql":
+        assert "pg_notify" in statements[-1]
+    # One row of the change log, for this session.
+    assert list(Change.objects.filter(pk__gt=before).values_list("session_pk", "access")) == [
+        (session.pk, False)
+    ]
     assert dict(CellStatus.objects.values_list("cell_id", "status")) == {
         "c0": Cell.RUNNING,
         "c1": Cell.QUEUED,
