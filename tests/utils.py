@@ -438,3 +438,21 @@ def count_queries(client: Client, url: str) -> tuple[int, Any]:
         response = client.get(url)
     assert response.status_code == 200
     return len(queries.captured_queries), response
+
+
+@contextmanager
+def outside_connection() -> Iterator[Any]:
+    """A second PostgreSQL connection to the test database, outside Django (autocommit):
+    to hold a lock or watch backends while Django's own connection runs a request."""
+    import psycopg
+
+    settings_dict = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings_dict["NAME"],
+        user=settings_dict["USER"],
+        password=settings_dict["PASSWORD"] or None,
+        host=settings_dict["HOST"] or "127.0.0.1",
+        port=settings_dict["PORT"] or 5432,
+        autocommit=True,
+    ) as conn:
+        yield conn

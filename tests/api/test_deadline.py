@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from kernel_status import deadline
 from kernel_status.api import views
 from kernel_status.models import CellStatus, KernelProcess, Session
-from tests.utils import SESSION_ID, get_status, post
+from tests.utils import SESSION_ID, get_status, outside_connection, post
 
 BUSY = {"detail": "The database is busy; retry shortly."}
 
@@ -40,15 +40,7 @@ def fresh_breaker() -> Iterator[None]:
 @pytest.fixture
 def locker() -> Iterator[psycopg.Connection[Any]]:
     """A second connection to the test database, outside Django."""
-    settings_dict = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings_dict["NAME"],
-        user=settings_dict["USER"],
-        password=settings_dict["PASSWORD"] or None,
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=settings_dict["PORT"] or 5432,
-        autocommit=True,
-    ) as conn:
+    with outside_connection() as conn:
         yield conn
 
 

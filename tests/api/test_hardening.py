@@ -29,7 +29,15 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from kernel_status.models import Session
-from tests.utils import EVENTS_URL, REPO, SESSION_ID, free_port, get_status, gunicorn_server
+from tests.utils import (
+    EVENTS_URL,
+    REPO,
+    SESSION_ID,
+    free_port,
+    get_status,
+    gunicorn_server,
+    outside_connection,
+)
 
 on_postgresql = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL: locks, timeouts, backends"
@@ -132,15 +140,7 @@ def test_example_project_bounds_every_wait_on_postgresql() -> None:
 @pytest.fixture
 def admin_connection() -> Iterator[psycopg.Connection[Any]]:
     """A second connection to the test database, outside Django."""
-    settings_dict = connection.settings_dict
-    with psycopg.connect(
-        dbname=settings_dict["NAME"],
-        user=settings_dict["USER"],
-        password=settings_dict["PASSWORD"] or None,
-        host=settings_dict["HOST"] or "127.0.0.1",
-        port=settings_dict["PORT"] or 5432,
-        autocommit=True,
-    ) as conn:
+    with outside_connection() as conn:
         yield conn
 
 
