@@ -3,7 +3,11 @@
 Runs against a throwaway test database of the example project: SQLite (a file) by default,
 PostgreSQL when DATABASE_URL is set. The baseline, measured in the same run on the same
 database, is the straightforward ORM loop a host would write first: one transaction per
-batch and an ``update_or_create`` per notification.
+batch and an ``update_or_create`` per notification. Both run with the benchmark servers'
+settings (``benchmarks/settings.py``): on PostgreSQL that sets ``prepare_threshold``, as
+docs/performance.md recommends, so kernel_status prepares its write statements while
+Django's ORM keeps its default client-side binding (``DJANGO_SETTINGS_MODULE=project.settings``
+measures without).
 
     python benchmarks/apply_rate.py [--json]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/kernel_status python benchmarks/apply_rate.py
@@ -21,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
 
 import django
 

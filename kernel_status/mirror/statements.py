@@ -31,6 +31,7 @@ from kernel_status.choices import CellRuntimeState
 from kernel_status.mirror.changes import Note, noted, pg_note_sql
 from kernel_status.mirror.ordering import STATUS_TIE_RANK
 from kernel_status.models import CellStatus, KernelProcess, Session
+from kernel_status.queries.prepared import statement_cursor
 
 
 def lock_session(session_id: str, *, using: str) -> int | None:
@@ -42,7 +43,7 @@ def lock_session(session_id: str, *, using: str) -> int | None:
     table = connection.ops.quote_name(Session._meta.db_table)
     pk = connection.ops.quote_name(str(Session._meta.pk.column))
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    with connection.cursor() as cursor:
+    with statement_cursor(connection) as cursor:
         cursor.execute(f"SELECT {pk} FROM {table} WHERE session_id = %s{lock}", [session_id])
         row = cursor.fetchone()
     return None if row is None else int(row[0])
@@ -69,7 +70,7 @@ def fetch_kernel_and_cells(
         f"LEFT JOIN {quote(CellStatus._meta.db_table)} c ON c.session_id = s.id "
         "AND c.cell_id IN (SELECT jsonb_array_elements_text(%s::jsonb))"
     )
-    with connection.cursor() as cursor:
+    with statement_cursor(connection) as cursor:
         cursor.execute(sql, [session_pk, json.dumps(list(cell_ids))])
         rows = cursor.fetchall()
     width = len(fields)
@@ -331,7 +332,7 @@ def upsert_cells(
             params_pg += [last_activity, session_pk, last_activity]
         upsert = _upsert_pg_sql(table, columns)
         params_pg += [session_pk, payload]
-        with connection.cursor() as cursor:
+        with statement_cursor(connection) as cursor:
             if note is None:
                 head = f"WITH {', '.join(ctes)} " if ctes else ""
                 cursor.execute(head + upsert, params_pg)

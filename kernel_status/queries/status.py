@@ -19,7 +19,6 @@ import copy
 import uuid
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
@@ -30,6 +29,7 @@ from django.utils import timezone
 from kernel_status.conf import conf
 from kernel_status.queries import mirror_model
 from kernel_status.queries.access import TokenUser, get_access_policy
+from kernel_status.queries.prepared import statement_cursor
 from kernel_status.queries.state import session_state_expression
 
 if TYPE_CHECKING:
@@ -104,26 +104,6 @@ _TOKEN_STATUS_ANNOTATIONS = (
 )
 
 
-@cache
-def preparing_cursor_class() -> Any:
-    """A psycopg 3 cursor class that prepares every statement it executes, or ``None`` (with
-    psycopg2, which has no server-side binding). Imported on first use: the PostgreSQL backend
-    cannot be imported where no driver is installed."""
-    try:
-        from django.db.backends.postgresql.base import ServerBindingCursor
-    except (ImportError, ImproperlyConfigured):
-        return None
-    base: Any = ServerBindingCursor
-
-    class PreparingCursor(base):  # type: ignore[misc]
-        def execute(
-            self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any
-        ) -> Any:
-            return super().execute(query, params, prepare=True, **kwargs)
-
-    return PreparingCursor
-
-
 def status_queryset(
     user: User, session_id: str, *, now: datetime | None = None
 ) -> QuerySet[Any, tuple[int, str, int, str, datetime | None]]:
@@ -151,7 +131,7 @@ def fetch_status(user: User, session_id: str) -> StatusRow | None:
         row = next(iter(status_queryset(user, session_id, now=now).using(alias)), None)
     else:
         params = _bind(template, connection, user, session_id, now)
-        with _cursor(connection) as cursor:
+        with statement_cursor(connection) as cursor:
             cursor.execute(template.sql, params)
             row = cursor.fetchone()
         if row is not None and template.converters:
@@ -219,7 +199,7 @@ def fetch_token_status(token_model: type[Model], key: str, session_id: str) -> T
         return _token_status_with_orm(token_model, key, session_id, now, alias)
     template = shape.template
     params = _bind_inputs(template, _token_inputs(key, session_id, now, connection))
-    with _cursor(connection) as cursor:
+    with statement_cursor(connection) as cursor:
         cursor.execute(template.sql, params)
         raw = cursor.fetchone()
     if raw is None:
@@ -350,25 +330,6 @@ def _compile_token(
         attnames(related["select_fields"]),
         tuple(annotations[name] for name in _TOKEN_STATUS_ANNOTATIONS),
     )
-
-
-def _cursor(connection: BaseDatabaseWrapper) -> Any:
-    """A cursor for the compiled SQL: on PostgreSQL, a prepared statement when allowed.
-
-    Planning the status query costs PostgreSQL several times what running it does. Prepared
-    statements skip that, but Django turns them off by default (``prepare_threshold`` None,
-    for connection poolers that cannot carry them), and its client-side binding cursors never
-    prepare. So when the host allows them (``DATABASES[...]["OPTIONS"]["prepare_threshold"]``
-    set), this one query runs through a server-side binding cursor that prepares it, once
-    per connection; Django's other queries are unaffected.
-    """
-    if connection.vendor == "postgresql":
-        connection.ensure_connection()
-        raw = connection.connection
-        cursor_class = preparing_cursor_class()
-        if getattr(raw, "prepare_threshold", None) is not None and cursor_class is not None:
-            return connection._prepare_cursor(cursor_class(raw))  # type: ignore[attr-defined]
-    return connection.cursor()
 
 
 def clear_cache() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -297,6 +298,54 @@ def test_a_batch_of_one_cell_op_is_three_statements_on_postgresql_and_its_change
     mirror.apply_events("s1", [op("c0", 1.5, Cell.IDLE)])  # older: no change, never back
     assert Session.objects.get(pk=session.pk).last_activity == stored
     assert CellStatus.objects.get(cell_id="c0").status == Cell.RUNNING
+
+
+def test_postgresql_prepares_the_write_statements_when_allowed_with_the_same_rows(
+    users: dict[str, User],
+) -> None:
+    """With ``prepare_threshold`` set (docs/performance.md), the lock, the read and the
+    upsert with its change note are prepared once per connection; the rows are those of the
+    unprepared path."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    connection.ensure_connection()
+    raw: Any = connection.connection
+    if not hasattr(raw, "prepare_threshold"):
+        pytest.skip("psycopg2 has no server-side binding")
+    batches: list[list[KernelEvent]] = [
+        [KernelStarted(at(1)), op("c0", 1, Cell.QUEUED)],
+        [op("c0", 2, Cell.RUNNING), op("c1", 2, stale=True)],
+        [op("c0", 1.5, Cell.IDLE)],  # older: ignored
+        [KernelHeartbeat(at(3))],  # no cell: the kernel row and the note only
+        [op("c0", 4, Cell.IDLE), op("c1", 4, Cell.RUNNING, stale=False)],
+        [KernelStopped(at(5), exit_code=0)],
+    ]
+
+    def mirrored(session_id: str) -> tuple[object, ...]:
+        session = mirror.register_session(session_id, owner=users["owner"], notebook="nb.py")
+        results = [mirror.apply_events(session_id, batch) for batch in batches * 3]
+        cells = CellStatus.objects.filter(session=session).order_by("cell_id")
+        kernel = KernelProcess.objects.filter(session=session)
+        return (
+            results,
+            list(cells.values("cell_id", "status", "status_at", "stale", "stale_at")),
+            list(kernel.values("state", "started_at", "last_heartbeat_at", "stopped_at")),
+            Session.objects.get(pk=session.pk).last_activity,
+            Change.objects.filter(session_pk=session.pk).count(),
+        )
+
+    plain = mirrored("plain")
+    raw.prepare_threshold = 5
+    try:
+        prepared = mirrored("prepared")
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement FROM pg_prepared_statements")
+            statements = [row[0] for row in cursor.fetchall()]
+    finally:
+        raw.prepare_threshold = None
+    assert prepared == plain
+    assert any("FOR UPDATE" in s and "kernel_status_session" in s for s in statements), statements
+    assert any("pg_notify" in s and "kernel_status_cellstatus" in s for s in statements)
 
 
 # --- bad events ----------------------------------------------------------------------------------
