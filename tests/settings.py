@@ -10,7 +10,8 @@ from project.settings import DATABASES, REST_FRAMEWORK
 del KERNEL_STATUS_LIVENESS_WINDOW  # noqa: F821 - tests exercise the default window
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+# Servers a test starts may keep connections as the example project does (60 s).
+DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("KERNEL_STATUS_TEST_CONN_MAX_AGE", "0"))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not the shared-cache in-memory default: threads (live server, bridge) then get
     # SQLite's ordinary locking with a busy timeout instead of "database table is locked".

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from asgiref.sync import markcoroutinefunction, sync_to_async
+from asgiref.sync import markcoroutinefunction
 from django.db import DatabaseError, connections
 from django.db.models import F
 from django.db.models.functions import Coalesce
@@ -208,8 +208,9 @@ async def watch_status(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpR
     """``GET /api/kernel/status`` under ASGI."""
     wait = requested_wait(request.headers.get("Prefer"))
     if wait is None or not request.headers.get("If-None-Match"):
-        # Today's read, as Django runs a sync view under ASGI.
-        return await sync_to_async(_plain_status)(request, *args, **kwargs)
+        # Today's read, on a reader thread: run as Django runs a sync view under ASGI, each
+        # concurrent request would get a thread, and so a database connection, of its own.
+        return await reads.read(_plain_read, request, args, kwargs)
     try:
         return await _wait_for_change(request, wait)
     except DatabaseError as error:  # the view's handler could not even be reached
@@ -218,6 +219,15 @@ async def watch_status(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpR
 
 
 _plain_status = KernelStatusView.as_view()
+
+
+def _plain_read(
+    request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> HttpResponseBase:
+    response = _plain_status(request, *args, **kwargs)
+    if isinstance(response, Response):
+        response.render()
+    return response
 
 
 async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:

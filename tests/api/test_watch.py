@@ -36,7 +36,13 @@ from kernel_status.events import CellNotification, KernelStarted
 from kernel_status.live import hub as hubs
 from kernel_status.live.stream import Row, Stream
 from kernel_status.models import Change, KernelProcess, Session, SessionAccess
-from tests.utils import EVENTS_URL, STATUS_URL, eventually_async, uvicorn_server
+from tests.utils import (
+    EVENTS_URL,
+    STATUS_URL,
+    eventually_async,
+    outside_connection,
+    uvicorn_server,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -236,6 +242,53 @@ def test_another_users_session_does_not_answer_the_waiter(
     response = answered(thread, answer)
     assert response.status_code == 304
     assert response.headers["Preference-Applied"] == "wait=2"
+
+
+def test_a_burst_of_plain_reads_under_asgi_uses_only_the_reader_pools_connections(
+    tmp_path: Path, started: Session, users: dict[str, User]
+) -> None:
+    """200 plain reads at once, with persistent connections as in the example project: each
+    is answered, and the server opens no more database connections than its reader threads
+    and its LISTEN connection. (Run as Django runs a sync view under ASGI, each concurrent
+    request had a thread and a connection of its own: 200 at once exceeded PostgreSQL's 100.)"""
+    if connection.vendor != "postgresql":
+        pytest.skip("counts the server's connections in pg_stat_activity")
+    readers = 4  # KERNEL_STATUS_WATCH_READERS's default
+    request_headers = headers(users["editor"], "w1")
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def sample(ours: int) -> None:
+        with outside_connection() as watcher:
+            query = (
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() AND pid <> %s"
+            )
+            while not done.is_set():
+                seen.update(pid for (pid,) in watcher.execute(query, [ours]).fetchall())
+
+    async def burst(base: str) -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            return await asyncio.gather(
+                *(client.get(base + STATUS_URL, headers=request_headers) for _ in range(200))
+            )
+
+    environment = {"KERNEL_STATUS_TEST_CONN_MAX_AGE": "60"}
+    with uvicorn_server(log=tmp_path / "uvicorn.log", env=environment) as (base, _):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            ours = cursor.fetchone()[0]
+        sampler = threading.Thread(target=sample, args=(ours,), daemon=True)
+        sampler.start()
+        try:
+            answers = asyncio.run(burst(base))
+            current(base, users["editor"])  # after the burst, still served
+        finally:
+            done.set()
+            sampler.join(10)
+    assert {(a.status_code, a.json()["state"]) for a in answers} == {(200, "idle")}
+    assert 1 <= len(seen) <= readers + 1, sorted(seen)
 
 
 def test_sigterm_answers_waiters_promptly(
