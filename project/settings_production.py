@@ -27,9 +27,9 @@ proxy, in front of two servers of these settings on one database. On 2 cores:
 - ``uvicorn project.asgi:application --workers 1``: blocking reads (``If-None-Match`` with
   ``Prefer: wait=N``) and the change stream ``/api/kernel/sessions/stream``.
 
-PostgreSQL connections: gunicorn 2 x 4 threads = 8, uvicorn 1 x (1 LISTEN + 4 readers
-(KERNEL_STATUS_WATCH_READERS) + 1 for sync code) = 6, plus one each for the culler and the
-marimo bridge: 16, under the default max_connections of 100.
+PostgreSQL connections: gunicorn 2 x 4 threads = 8, uvicorn 1 x (1 LISTEN + 4 readers,
+KERNEL_STATUS_WATCH_READERS) = 5, plus one each for the culler and the marimo bridge: 15,
+under the default max_connections of 100.
 """
 
 from __future__ import annotations
