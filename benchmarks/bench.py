@@ -766,10 +766,10 @@ def report(results: Results, databases: list[str]) -> str:
         *(_simple(results, db, f"status-{SMALL}", "floor0") for db in databases),
     )
     jupyter = next((run for run in results.runs if run.server.startswith("Jupyter")), None)
-    for cells in (SMALL, LARGE):
-        ours = [results.find(db, REFERENCE, f"status-{cells}") for db in databases]
+    for server, cells in ((server, cells) for server in SERVERS for cells in (SMALL, LARGE)):
+        ours = [results.find(db, server, f"status-{cells}") for db in databases]
         row(
-            f"status({cells:,} cells) / Jupyter Server, {REFERENCE} (per process)",
+            f"status({cells:,} cells) / Jupyter Server, {server} (per process)",
             *(
                 "-" if run is None or jupyter is None
                 else f"{run.requests_per_second / jupyter.requests_per_second:.2f}"
