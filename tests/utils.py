@@ -456,3 +456,32 @@ def outside_connection() -> Iterator[Any]:
         autocommit=True,
     ) as conn:
         yield conn
+
+
+def require_prepared_statements() -> Any:
+    """The raw psycopg 3 connection of the test database; skips the test elsewhere."""
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are a PostgreSQL matter")
+    connection.ensure_connection()
+    raw: Any = connection.connection
+    if not hasattr(raw, "prepare_threshold"):
+        pytest.skip("psycopg2 has no server-side binding")
+    return raw
+
+
+@contextmanager
+def prepared_statements_allowed() -> Iterator[None]:
+    """Prepared statements on, as ``OPTIONS["prepare_threshold"]`` would set them."""
+    raw = require_prepared_statements()
+    raw.prepare_threshold = 5
+    try:
+        yield
+    finally:
+        raw.prepare_threshold = None
+
+
+def prepared_statements() -> list[str]:
+    """The text of every statement prepared on the test database's connection."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]

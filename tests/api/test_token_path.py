@@ -28,7 +28,13 @@ from kernel_status.choices import CellRuntimeState as Cell
 from kernel_status.models import Session, SessionAccess
 from kernel_status.queries import status as status_queries
 from kernel_status.queries.access import TokenUser
-from tests.utils import MakeSession, cells, get_status
+from tests.utils import (
+    MakeSession,
+    cells,
+    get_status,
+    prepared_statements,
+    prepared_statements_allowed,
+)
 
 
 class TwoQueryPolicy(DefaultAccessPolicy):
@@ -449,22 +455,11 @@ def test_a_hook_with_nested_subqueries_agrees_with_its_policy(
 def test_postgresql_prepares_the_token_statement_when_allowed(
     make_session: MakeSession, users: dict[str, User]
 ) -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are a PostgreSQL matter")
-    connection.ensure_connection()
-    raw: Any = connection.connection
-    if not hasattr(raw, "prepare_threshold"):
-        pytest.skip("psycopg2 has no server-side binding")
-    raw.prepare_threshold = 5
-    try:
+    with prepared_statements_allowed():
         session = make_session(cells=cells(Cell.RUNNING))
         client = token_for(users["editor"])
         for _ in range(3):
             (code, body, *_), queries = answer(client, session.session_id)
             assert (code, body, queries) == (200, b'{"state":"running","last_activity":null}', 1)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements")
-            prepared = [row[0] for row in cursor.fetchall()]
-        assert any('"authtoken_token"' in statement for statement in prepared), prepared
-    finally:
-        raw.prepare_threshold = None
+        prepared = prepared_statements()
+    assert any('"authtoken_token"' in statement for statement in prepared), prepared

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
@@ -25,7 +24,12 @@ from kernel_status.events import (
 )
 from kernel_status.mirror.changes import latest_change_id
 from kernel_status.models import CellStatus, Change, KernelProcess, Session
-from tests.utils import at
+from tests.utils import (
+    at,
+    prepared_statements,
+    prepared_statements_allowed,
+    require_prepared_statements,
+)
 
 pytestmark = pytest.mark.usefixtures("recent_base")  # at() is 30 s back
 
@@ -306,12 +310,7 @@ def test_postgresql_prepares_the_write_statements_when_allowed_with_the_same_row
     """With ``prepare_threshold`` set (docs/performance.md), the lock, the read and the
     upsert with its change note are prepared once per connection; the rows are those of the
     unprepared path."""
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are a PostgreSQL matter")
-    connection.ensure_connection()
-    raw: Any = connection.connection
-    if not hasattr(raw, "prepare_threshold"):
-        pytest.skip("psycopg2 has no server-side binding")
+    require_prepared_statements()
     batches: list[list[KernelEvent]] = [
         [KernelStarted(at(1)), op("c0", 1, Cell.QUEUED)],
         [op("c0", 2, Cell.RUNNING), op("c1", 2, stale=True)],
@@ -335,14 +334,9 @@ def test_postgresql_prepares_the_write_statements_when_allowed_with_the_same_row
         )
 
     plain = mirrored("plain")
-    raw.prepare_threshold = 5
-    try:
+    with prepared_statements_allowed():
         prepared = mirrored("prepared")
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT statement FROM pg_prepared_statements")
-            statements = [row[0] for row in cursor.fetchall()]
-    finally:
-        raw.prepare_threshold = None
+        statements = prepared_statements()
     assert prepared == plain
     assert any("FOR UPDATE" in s and "kernel_status_session" in s for s in statements), statements
     assert any("pg_notify" in s and "kernel_status_cellstatus" in s for s in statements)

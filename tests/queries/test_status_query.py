@@ -23,7 +23,14 @@ from kernel_status.events import CellNotification
 from kernel_status.models import CellStatus, KernelProcess, Session
 from kernel_status.queries import status as status_query
 from kernel_status.queries.status import fetch_status, status_queryset
-from tests.utils import MakeSession, NotebookPrefixPolicy, cells, get_status
+from tests.utils import (
+    MakeSession,
+    NotebookPrefixPolicy,
+    cells,
+    get_status,
+    prepared_statements,
+    prepared_statements_allowed,
+)
 
 USERNAMES = ["owner", "editor", "viewer", "stranger", "superuser", "inactive", "anonymous"]
 
@@ -301,20 +308,10 @@ def test_orm_with_state_also_uses_the_partial_index_on_sqlite(make_session: Make
     assert "USING INDEX kernel_status_busy_cells" in plan, plan
 
 
-@pytest.fixture
-def prepared_statements_allowed(db: Any) -> Iterator[None]:
-    """The raw psycopg connection with prepared statements on, as OPTIONS would set it."""
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are a PostgreSQL matter")
-    connection.ensure_connection()
-    raw: Any = connection.connection
-    if not hasattr(raw, "prepare_threshold"):
-        pytest.skip("psycopg2 has no server-side binding")
-    raw.prepare_threshold = 5
-    try:
+@pytest.fixture(name="prepared_statements_allowed")
+def prepared_statements_allowed_fixture(db: Any) -> Iterator[None]:
+    with prepared_statements_allowed():
         yield
-    finally:
-        raw.prepare_threshold = None
 
 
 @pytest.mark.usefixtures("prepared_statements_allowed")
@@ -325,9 +322,7 @@ def test_postgresql_prepares_the_compiled_query_when_allowed(
         user = user_named(users, name)
         for session in sessions.values():
             assert fetch_status(user, session.session_id) == orm_row(user, session.session_id)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cursor.fetchall()]
+    prepared = prepared_statements()
     assert any('"kernel_status_cellstatus"' in statement for statement in prepared), prepared
     client = APIClient()
     client.force_authenticate(users["editor"])
