@@ -1,13 +1,14 @@
 """Blocking reads at scale: N waiters on one uvicorn process, woken by writes.
 
 Starts one uvicorn server (benchmarks.watch_settings) on SQLite or PostgreSQL, seeded with S
-sessions of one idle cell, and holds N ``Prefer: wait=60`` reads from a light asyncio client
-(waiter i watches session i mod S). Once all are held it measures the server's idle RSS per
-waiter, its idle CPU and (PostgreSQL) the database connections; then a writer in this process
-switches a cell of R sessions per second between running and idle (``apply_events``) for T
-seconds, and each wake-up's latency is the waiter's 200 receipt minus that commit.
+sessions of one idle cell, and holds N ``Prefer: wait`` reads (60 s, or ``--wait``) from a
+light asyncio client (waiter i watches session i mod S). Once all are held it measures the
+server's idle RSS per waiter, its idle CPU and (PostgreSQL) the database connections; then a
+writer in this process switches a cell of R sessions per second between running and idle
+(``apply_events``) for T seconds, and each wake-up's latency is the waiter's 200 receipt
+minus that commit.
 
-    python benchmarks/watch.py --database postgresql --waiters 10000 --sessions 10000
+    python benchmarks/watch.py --database postgresql --waiters 10000 --wait 600
     python benchmarks/watch.py --database sqlite --waiters 1000 --json out.json
 """
 
@@ -42,7 +43,6 @@ from benchmarks.bench import (  # noqa: E402
 )
 
 SETTINGS = "benchmarks.watch_settings"
-WAIT = 60
 CONNECT_AT_ONCE = 200  # below net.core.somaxconn, so no SYN is dropped while connecting
 
 
@@ -53,6 +53,7 @@ class Figures:
     sessions: int
     rate: float
     seconds: float
+    wait: int = 60  # each held read's Prefer: wait
     wakes: int = 0
     missed: int = 0  # commits whose waiters saw no 200 before the end
     p50_ms: float = 0.0
@@ -60,6 +61,7 @@ class Figures:
     max_ms: float = 0.0
     rss_per_waiter_kb: float = 0.0
     idle_cpu_percent: float = 0.0
+    threads: dict[str, int] = field(default_factory=dict)  # the server's, before and held
     connections: dict[str, int | None] = field(default_factory=dict)
     requests_per_second: float = 0.0
     polling_requests_per_second: float = 0.0
@@ -74,6 +76,10 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def threads(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -115,8 +121,9 @@ class Waiter:
 
 
 class Client:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, wait: int) -> None:
         self.port = port
+        self.wait = wait
         self.requests = 0
         self.held = 0
         self.errors: list[str] = []
@@ -126,7 +133,7 @@ class Client:
             reader, writer = await asyncio.open_connection("127.0.0.1", self.port, limit=65536)
             # A tag that matches nothing: answered 200 at once, through the reader pool. A plain
             # GET runs in a thread (and connection) of its own per concurrent request.
-            first_get = f'{waiter.head}If-None-Match: "none"\r\nPrefer: wait={WAIT}\r\n\r\n'
+            first_get = f'{waiter.head}If-None-Match: "none"\r\nPrefer: wait={self.wait}\r\n\r\n'
             status, headers, body = await self.exchange(reader, writer, first_get)
         if status != 200:
             self.errors.append(f"first GET: {status} {body[:200]!r}")
@@ -134,7 +141,7 @@ class Client:
         etag = headers["etag"]
         first = True
         while True:
-            request = f"{waiter.head}If-None-Match: {etag}\r\nPrefer: wait={WAIT}\r\n\r\n"
+            request = f"{waiter.head}If-None-Match: {etag}\r\nPrefer: wait={self.wait}\r\n\r\n"
             if first:
                 # Held once the request is sent; the server's side is checked by settle().
                 exchange = asyncio.ensure_future(self.exchange(reader, writer, request))
@@ -279,6 +286,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=0, help="default: one per waiter")
     parser.add_argument("--rate", type=float, default=20.0, help="changes per second")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--wait", type=int, default=60, help="each read's Prefer: wait (the server allows 600)"
+    )
     parser.add_argument("--json", type=Path, help="append the figures to this JSON list")
     args = parser.parse_args()
     sessions = args.sessions or args.waiters
@@ -296,7 +306,7 @@ def main() -> None:
         _recreate_postgres(url)
     else:
         url = f"sqlite:///{workdir / 'watch.sqlite3'}"
-    figures = Figures(args.database, args.waiters, sessions, args.rate, args.seconds)
+    figures = Figures(args.database, args.waiters, sessions, args.rate, args.seconds, args.wait)
     try:
         setup_django(url)
         token = seed(sessions)
@@ -330,6 +340,7 @@ def run(args: argparse.Namespace, url: str, token: str, figures: Figures, workdi
         wait_until(lambda: http_get(base, auth)[0] == 200, "uvicorn", server, log)
         settle(server.pid, 30)
         rss_before = rss_kb(server.pid)
+        figures.threads["before"] = threads(server.pid)
         figures.connections["before"] = server_connections(url, set()) if pg else None
         waiters = [
             Waiter(i, watch_session_id(i % figures.sessions), token) for i in range(args.waiters)
@@ -350,7 +361,7 @@ async def drive(
     pg: bool,
 ) -> None:
     loop = asyncio.get_running_loop()
-    client = Client(port)
+    client = Client(port, figures.wait)
     gate = asyncio.Semaphore(CONNECT_AT_ONCE)
     began = time.monotonic()
     tasks = [asyncio.ensure_future(client.run(w, gate)) for w in waiters]
@@ -363,6 +374,7 @@ async def drive(
     await loop.run_in_executor(None, settle, pid, 120)
     figures.setup_seconds = time.monotonic() - began
     figures.rss_per_waiter_kb = (rss_kb(pid) - rss_before) / len(waiters)
+    figures.threads["held"] = threads(pid)
     figures.idle_cpu_percent = await loop.run_in_executor(None, cpu_percent, pid, 3.0)
     figures.connections["held"] = (
         await loop.run_in_executor(None, server_connections, url, set()) if pg else None
@@ -403,12 +415,14 @@ def report(figures: Figures) -> None:
     ratio = figures.requests_per_second / figures.polling_requests_per_second
     print(
         f"watch {figures.database}: {figures.waiters:,} waiters, {figures.sessions:,} sessions, "
-        f"{figures.rate:g} changes/s for {figures.seconds:g} s "
+        f"{figures.rate:g} changes/s for {figures.seconds:g} s, wait={figures.wait} "
         f"(setup {figures.setup_seconds:.0f} s)\n"
         f"  wake latency p50 {figures.p50_ms:.1f} ms, p99 {figures.p99_ms:.1f} ms, "
         f"max {figures.max_ms:.1f} ms ({figures.wakes} wake-ups, {figures.missed} missed)\n"
         f"  RSS per waiter {figures.rss_per_waiter_kb:.1f} KB, idle CPU "
         f"{figures.idle_cpu_percent:.1f} % of a core\n"
+        f"  server threads (before / held): {figures.threads['before']} / "
+        f"{figures.threads['held']}\n"
         f"  DB connections (before / held / writing): {conns}\n"
         f"  requests/s {figures.requests_per_second:,.1f} vs "
         f"{figures.polling_requests_per_second:,.0f} with 1 s polling: {ratio:.4f}",

@@ -7,7 +7,8 @@ The layers, from the bottom (docs/development.md, "The map of the house"):
 1. ``queries``: every read query (it knows the models through the app registry only);
 2. ``models``;
 3. ``mirror``: the write side;
-4. ``live``: live updates (the hub, the listener, waits' reads, the stream's engine);
+4. ``live``: live updates (the hub, the listener, waits' reads, the stream's engine, the
+   request thread let go while waiting);
 5. ``api``: the HTTP layer;
 6. the top: ``urls``, ``admin``, ``checks``, ``apps``, the management commands, ``contrib``,
    and the modules kept for their public import paths (``events``, ``state``, ``access``,

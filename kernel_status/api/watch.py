@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from kernel_status.conf import conf
 from kernel_status.exceptions import DatabaseUnavailable, StreamNeedsASGI
 from kernel_status.live import reads
 from kernel_status.live.hub import get_hub
+from kernel_status.live.request_thread import release_request_thread
 from kernel_status.live.stream import CallerGone, ReadRows, Row, stream_events
 from kernel_status.models import Session
 from kernel_status.queries.listing import SessionFilter, listing, sessions_for
@@ -242,6 +243,7 @@ async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:
         if response.status_code != 304 or view.session_pk is None:
             return _applied(response, wait)
         missed = subscription.narrow([view.session_pk])
+        release_request_thread()  # the wait holds no thread; the wake-up starts one again
         deadline = loop.time() + wait + random.uniform(0, min(MAX_JITTER, wait / 16))
         while True:
             if not missed:
@@ -377,10 +379,20 @@ async def watch_stream(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpR
         heartbeat=conf.KERNEL_STATUS_STREAM_HEARTBEAT,
         max_seconds=conf.stream_max_seconds,
     )
-    stream = StreamingHttpResponse(events, content_type="text/event-stream")
+    stream = StreamingHttpResponse(
+        _without_request_thread(events), content_type="text/event-stream"
+    )
     stream["Cache-Control"] = "no-store"
     stream["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
     return stream
+
+
+async def _without_request_thread(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    # Iterated once the middlewares have seen the response: from here on, the stream's only
+    # sync work is on the reader pool.
+    release_request_thread()
+    async for chunk in events:
+        yield chunk
 
 
 stream_view = DualModeView(KernelSessionStreamView.as_view(), watch_stream)

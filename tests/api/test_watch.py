@@ -392,6 +392,66 @@ def test_abandoned_waits_free_their_waiters(started: Session, users: dict[str, U
     assert left == 0
 
 
+def test_held_waits_and_streams_hold_no_thread_of_the_server(
+    tmp_path: Path, started: Session, users: dict[str, User]
+) -> None:
+    """Django's ASGI handler gives each request a thread of its own until the request ends;
+    30 held blocking reads and 10 held streams let theirs go, so the server's threads stay
+    what they were before (held, each would keep one: 40 more)."""
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("counts the server's threads in /proc")
+    auth = headers(users["editor"], "w1")
+    limits = httpx.Limits(max_connections=100)
+
+    def server_threads(process: Any) -> int:
+        return len(os.listdir(f"/proc/{process.pid}/task"))
+
+    async def plain_reads(client: httpx.AsyncClient, base: str) -> str:
+        answers = await asyncio.gather(
+            *(client.get(base + STATUS_URL, headers=auth) for _ in range(8))
+        )
+        assert {a.status_code for a in answers} == {200}
+        return answers[0].headers["ETag"]
+
+    async def scenario(base: str, process: Any) -> tuple[int, int]:
+        async with httpx.AsyncClient(limits=limits, timeout=CLIENT_TIMEOUT) as client:
+            # Once the reader pool, the listener and the watchdog have started:
+            etag = await plain_reads(client, base)
+            short = {**auth, "If-None-Match": etag, "Prefer": "wait=1"}
+            assert (await client.get(base + STATUS_URL, headers=short)).status_code == 304
+            await asyncio.sleep(0.5)  # the ended requests' own threads have exited
+            before = server_threads(process)
+            waiting = {**auth, "If-None-Match": etag, "Prefer": f"wait={LONG_WAIT}"}
+            waits = [
+                asyncio.ensure_future(client.get(base + STATUS_URL, headers=waiting))
+                for _ in range(30)
+            ]
+            streams = []
+            for _ in range(10):
+                request = client.build_request("GET", base + STREAM_URL, headers=auth)
+                response = await client.send(request, stream=True)
+                lines = response.aiter_lines()
+                while await anext(lines) != "event: ready":
+                    pass
+                streams.append(response)
+            await plain_reads(client, base)  # answered behind the 30 waits: they are held
+            await eventually_async(
+                lambda: server_threads(process) <= before + 2, timeout=10, what="no held thread"
+            )
+            held = server_threads(process)
+            assert not any(wait.done() for wait in waits)
+            for response in streams:
+                await response.aclose()
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            return before, held
+
+    with uvicorn_server(log=tmp_path / "uvicorn.log") as (base, process):
+        before, held = asyncio.run(scenario(base, process))
+    assert held <= before + 2, (before, held)
+
+
 # --- the change stream ----------------------------------------------------------------------
 
 
