@@ -6,11 +6,19 @@ serves the admin's static files too, as ``runserver --insecure`` does: ``make de
 in production a web server or WhiteNoise serves them.
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+# Thousands of held waiters are long-lived objects. With CPython's default thresholds
+# (700, 10, 10) a request's young objects get promoted, and full collections, which walk
+# every waiter, came every few seconds and paused the loop 1-2 s at 10,000 waiters. Rarer
+# young collections let a request's objects die young (docs/deployment.md, "Garbage
+# collection").
+gc.set_threshold(50_000, 20, 20)
 
 application = get_asgi_application()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import gc
 import io
 import json
 import os
@@ -439,7 +440,7 @@ def watching(page: Page, request: pytest.FixtureRequest) -> None:
 
 @runs("docs/deployment.md", pytest.mark.django_db)
 def deployment(page: Page, request: pytest.FixtureRequest) -> None:
-    docs_pages, timeouts, persistent, caches = page.expect(4)
+    docs_pages, timeouts, persistent, caches, collection = page.expect(5)
     host = fresh_settings(request)
     page.run(docs_pages, host)
     assert host["SPECTACULAR_SETTINGS"]["SERVE_PERMISSIONS"] == [
@@ -475,6 +476,15 @@ def deployment(page: Page, request: pytest.FixtureRequest) -> None:
     page.run(caches, host)
     production = runpy.run_path(str(REPO / "project" / "settings_production.py"))
     assert host["CACHES"] == production["CACHES"]
+
+    # The garbage-collection thresholds, as shown, are the example ASGI entry point's own.
+    assert page.text(collection).strip() in (REPO / "project" / "asgi.py").read_text()
+    before = gc.get_threshold()
+    try:
+        page.run(collection, {"gc": gc})
+        assert gc.get_threshold() == (50_000, 20, 20)
+    finally:
+        gc.set_threshold(*before)
 
 
 @runs("docs/performance.md", pytest.mark.django_db)
