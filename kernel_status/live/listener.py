@@ -24,7 +24,6 @@ from collections.abc import Collection
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import DatabaseError
 
 from kernel_status.conf import conf
 from kernel_status.live import reads
@@ -86,6 +85,12 @@ class Listener:
         self.listening = False  # a LISTEN connection is up
         self.connects = 0  # (re)connections so far, for tests and logs
         self.polls = 0
+        # The poller's place in the change log: the newest id it has seen, the summary
+        # (reads.poll_summary) that the next poll compares with, and the ids it has seen
+        # near the top (a late commit is one that is not among them).
+        self.position = 0
+        self.summary: tuple[int, int] | None = None
+        self.known: set[int] = set()
 
     def start(self) -> None:
         self.task = self.hub.loop.create_task(self._run(), name="kernel_status listener")
@@ -98,30 +103,33 @@ class Listener:
 
     async def _run(self) -> None:
         backoff = FIRST_BACKOFF
-        position = await self._position()
         while True:
             try:
                 if await reads.read(reads.vendor) == "postgresql":
                     await self._listen()
                 else:
-                    position = await self._poll_forever(position)
+                    await self._poll_forever()
                 backoff = FIRST_BACKOFF
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                if self.listening or backoff == FIRST_BACKOFF:
+                lost = self.listening
+                if lost or backoff == FIRST_BACKOFF:
                     logger.warning("kernel_status listener lost (%s); retrying", error)
                 self.listening = False
                 # While the listener is down, the change counter stands in for it.
                 with contextlib.suppress(Exception):
-                    position = await self._poll_for(backoff, position)
+                    if lost or self.summary is None:
+                        await self._rebase()
+                    await self._poll_for(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
-    async def _position(self) -> int:
-        try:
-            return await reads.read(reads.change_position)
-        except DatabaseError:
-            return 0
+    async def _rebase(self) -> None:
+        """Read the change counter afresh, then make every subscription re-read once: what
+        committed before this read, they see; what commits after it, the next poll sees."""
+        position, rows = await reads.read(reads.poll_start)
+        self._seen(rows, position)
+        self.hub.wake_all()
 
     async def _listen(self) -> None:
         import psycopg
@@ -137,33 +145,45 @@ class Listener:
             async for notify in connection.notifies():
                 self.hub.dispatch(*decode(notify.payload))
         finally:
-            self.listening = False
+            # `listening` stays set: the caller tells a lost connection from a failed attempt.
             with contextlib.suppress(Exception):
                 await connection.close()
 
-    async def _poll_forever(self, position: int) -> int:
+    async def _poll_forever(self) -> None:
         self.connects += 1
-        self.hub.wake_all()
+        await self._rebase()
         while True:
-            position = await self._poll_for(conf.KERNEL_STATUS_WATCH_POLL_INTERVAL, position)
+            await self._poll_for(conf.KERNEL_STATUS_WATCH_POLL_INTERVAL)
 
-    async def _poll_for(self, seconds: float, position: int) -> int:
-        """Poll the change counter for ``seconds`` (at least once); returns the position."""
+    async def _poll_for(self, seconds: float) -> None:
+        """Poll the change counter for ``seconds`` (at least once), dispatching what moved.
+
+        The summary to compare with is the one the last dispatch left (or the rebase's),
+        never one read afresh: a commit between two polls would be in a fresh one, and lost.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        summary = await reads.read(reads.poll_summary, position)
         while True:
             interval = max(0.01, conf.KERNEL_STATUS_WATCH_POLL_INTERVAL)
             await asyncio.sleep(min(interval, max(0.0, deadline - loop.time())) or interval)
-            seen = await reads.read(reads.poll_summary, position)
+            seen = await reads.read(reads.poll_summary, self.position)
             self.polls += 1
-            if seen != summary:
-                for change_id, session_pk in await reads.read(reads.poll_rows, position):
-                    self.hub.dispatch(change_id, None if session_pk is None else [session_pk])
-                summary = seen
-                position = seen[0]
+            if seen != self.summary:
+                rows = await reads.read(reads.poll_rows, self.position)
+                for change_id, session_pk in rows:
+                    if change_id not in self.known:
+                        pks = None if session_pk is None else [session_pk]
+                        self.hub.dispatch(change_id, pks)
+                self._seen(rows, self.position)
             if loop.time() >= deadline:
-                return position
+                return
+
+    def _seen(self, rows: list[tuple[int, int | None]], position: int) -> None:
+        # From the rows just read, not from the poll before them: a commit between the two
+        # reads is in the rows, so it must be in the summary too.
+        self.summary = reads.summarize(rows, position)
+        self.position = self.summary[0]
+        self.known = {change_id for change_id, _ in rows}
 
 
 def listener_database_problem() -> str | None:

@@ -109,6 +109,20 @@ def poll_rows(newest: int) -> list[tuple[int, int | None]]:
     return list(recent.order_by("pk").values_list("pk", "session_pk"))
 
 
+def summarize(rows: list[tuple[int, int | None]], newest: int) -> tuple[int, int]:
+    """What :func:`poll_summary` reads at the newest of ``rows`` (those of
+    ``poll_rows(newest)``), had nothing committed since they were read."""
+    position = max([newest, *(change_id for change_id, _ in rows)])
+    floor = max(0, position - LATE_COMMITS)
+    return position, sum(1 for change_id, _ in rows if change_id > floor)
+
+
+def poll_start() -> tuple[int, list[tuple[int, int | None]]]:
+    """The poller's baseline: the newest change id, and the rows it would look at there."""
+    newest = change_position()
+    return newest, poll_rows(newest)
+
+
 class Since(NamedTuple):
     covered: bool  # the log still holds every change after the id
     sessions: set[int] | None  # changed after it; None: too many, or "many changed"

@@ -463,8 +463,12 @@ class EventReader:
         self.comments = 0
 
     def next(self) -> dict[str, Any]:
+        # Heartbeats keep the client's read timeout from firing: a stream that sends only
+        # them must still fail the test, not hold it for ever.
+        deadline = time.monotonic() + CLIENT_TIMEOUT
         fields: dict[str, Any] = {}
         for line in self.lines:
+            assert time.monotonic() < deadline, f"no event within {CLIENT_TIMEOUT} s: {fields}"
             if line == "":
                 if "event" in fields or "data" in fields:
                     if "data" in fields:
@@ -477,6 +481,15 @@ class EventReader:
             name, _, value = line.partition(":")
             fields[name] = value.removeprefix(" ")
         raise AssertionError(f"the stream ended: {fields}")
+
+    def rest(self) -> list[str]:
+        """The lines left, once the server ends the stream (within the client's timeout)."""
+        deadline = time.monotonic() + CLIENT_TIMEOUT
+        left: list[str] = []
+        for line in self.lines:
+            assert time.monotonic() < deadline, f"the stream did not end: {left[-5:]}"
+            left.append(line)
+        return left
 
     def until(self, name: str) -> list[dict[str, Any]]:
         seen = []
@@ -587,7 +600,7 @@ def test_a_stream_whose_caller_is_refused_ends_at_the_next_change(
         assert [event["event"] for event in seen[:-1]] in ([], ["status"])
         assert seen[-1]["event"] == "error"
         assert seen[-1]["data"] == {"detail": f"{detail} Reconnect with valid credentials."}
-        assert list(reader.lines) == []  # the stream ends there
+        assert reader.rest() == []  # the stream ends there
 
 
 def test_stream_filters_like_the_listing(
