@@ -32,7 +32,7 @@ def svg(runs: list[dict[str, Any]]) -> str:
     ]
     y = TOP
     for run in runs:
-        label = f"{run['database']}, {run['waiters']:,} waiters"
+        label = run.get("label") or f"{run['database']}, {run['waiters']:,} waiters"
         out.append(f'<text x="10" y="{y + 1.8 * BAR}">{escape(label)}</text>')
         for key, name, color in SERIES:
             value = float(run[key])

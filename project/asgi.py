@@ -11,18 +11,25 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from kernel_status.asgi import WaitParkingMiddleware
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 # Thousands of held waiters are long-lived objects. With CPython's default thresholds
 # (700, 10, 10) a request's young objects get promoted, and full collections, which walk
-# every waiter, came every few seconds and paused the loop 1-2 s at 10,000 waiters. Rarer
-# young collections let a request's objects die young (docs/deployment.md, "Garbage
+# every waiter, came every few seconds and paused the loop. Rarer young collections let a
+# request's objects die young; 10,000 rather than more, since each parked read leaves its
+# first pass's cycles for the collector (docs/deployment.md, "Parked waits and garbage
 # collection").
-gc.set_threshold(50_000, 20, 20)
+gc.set_threshold(10_000, 10, 10)
 
-application = get_asgi_application()
+django_application = get_asgi_application()
 
 if os.environ.get("DJANGO_SERVE_STATIC") == "1":
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 
-    application = ASGIStaticFilesHandler(application)
+    django_application = ASGIStaticFilesHandler(django_application)
+
+# Held blocking reads wait parked, outside Django's request chain (docs/deployment.md):
+# outermost, so that a parked read holds nothing of what is inside.
+application = WaitParkingMiddleware(django_application)

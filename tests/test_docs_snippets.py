@@ -440,7 +440,7 @@ def watching(page: Page, request: pytest.FixtureRequest) -> None:
 
 @runs("docs/deployment.md", pytest.mark.django_db)
 def deployment(page: Page, request: pytest.FixtureRequest) -> None:
-    docs_pages, timeouts, persistent, caches, collection = page.expect(5)
+    docs_pages, timeouts, persistent, caches, parking, collection = page.expect(6)
     host = fresh_settings(request)
     page.run(docs_pages, host)
     assert host["SPECTACULAR_SETTINGS"]["SERVE_PERMISSIONS"] == [
@@ -477,12 +477,15 @@ def deployment(page: Page, request: pytest.FixtureRequest) -> None:
     production = runpy.run_path(str(REPO / "project" / "settings_production.py"))
     assert host["CACHES"] == production["CACHES"]
 
-    # The garbage-collection thresholds, as shown, are the example ASGI entry point's own.
-    assert page.text(collection).strip() in (REPO / "project" / "asgi.py").read_text()
+    # The parking middleware and the garbage-collection thresholds, as shown, are the
+    # example ASGI entry point's own.
+    entry_point = (REPO / "project" / "asgi.py").read_text()
+    assert page.text(parking).strip() in entry_point
+    assert page.text(collection).strip() in entry_point
     before = gc.get_threshold()
     try:
         page.run(collection, {"gc": gc})
-        assert gc.get_threshold() == (50_000, 20, 20)
+        assert gc.get_threshold() == (10_000, 10, 10)
     finally:
         gc.set_threshold(*before)
 

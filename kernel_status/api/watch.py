@@ -7,7 +7,9 @@ async layer here. That layer reuses the DRF views for everything they decide (au
 the failed-authentication and rate throttles, the permission and the compiled status query)
 by running them on a reader thread (:func:`kernel_status.live.reads.read`), and only adds the
 waiting: a subscription to the process's hub (:mod:`kernel_status.live.hub`), which holds no
-thread and no database connection.
+thread and no database connection. Under :class:`kernel_status.live.parking.WaitParkingMiddleware`
+a blocking read hands that subscription to the middleware and its request ends; the
+middleware runs it again at each change (:func:`_woken_pass`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from kernel_status.conf import conf
 from kernel_status.exceptions import DatabaseUnavailable, StreamNeedsASGI
 from kernel_status.live import reads
 from kernel_status.live.hub import get_hub
+from kernel_status.live.parking import Ticket, ticket_of
 from kernel_status.live.request_thread import release_request_thread
 from kernel_status.live.stream import CallerGone, ReadRows, Row, stream_events
 from kernel_status.models import Session
@@ -137,6 +140,12 @@ class WatchedStatusView(KernelStatusView):
 
     session_pk: int | None = None
 
+    def check_throttles(self, request: Request) -> None:
+        ticket = ticket_of(request._request)
+        if ticket is not None and ticket.woken:
+            return  # a parked read run again: the held request was counted once
+        super().check_throttles(request)
+
     def get_object(self) -> Session:
         session = super().get_object()
         self.session_pk = session.pk
@@ -234,6 +243,9 @@ def _plain_read(
 async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:
     import asyncio
 
+    ticket = ticket_of(request)
+    if ticket is not None and ticket.woken:
+        return await _woken_pass(request, ticket, wait)
     loop = asyncio.get_running_loop()
     hub = get_hub()
     # Subscribed to every session until the first read names this one: a change that
@@ -243,8 +255,12 @@ async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:
         if response.status_code != 304 or view.session_pk is None:
             return _applied(response, wait)
         missed = subscription.narrow([view.session_pk])
-        release_request_thread()  # the wait holds no thread; the wake-up starts one again
         deadline = loop.time() + wait + random.uniform(0, min(MAX_JITTER, wait / 16))
+        if ticket is not None:
+            # The parking middleware waits; this request ends with the 304 that it keeps.
+            ticket.park(hub.subscribe([view.session_pk]), view.session_pk, deadline, missed)
+            return _applied(response, wait)
+        release_request_thread()  # the wait holds no thread; the wake-up starts one again
         while True:
             if not missed:
                 try:
@@ -266,6 +282,16 @@ async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:
             again = await reads.read(_again, view)
             if again.status_code != 304:
                 return _applied(again, wait)
+
+
+async def _woken_pass(request: HttpRequest, ticket: Ticket, wait: int) -> HttpResponseBase:
+    """A parked read run again: the whole view as a new request, but not throttled again."""
+    view, response = await reads.read(_first_pass, request)
+    if response.status_code == 304 and view.session_pk is not None:
+        assert ticket.subscription is not None
+        missed = ticket.subscription.narrow([view.session_pk])
+        ticket.park(ticket.subscription, view.session_pk, ticket.deadline, missed)
+    return _applied(response, wait)
 
 
 def _seconds_until(moment: datetime) -> float:

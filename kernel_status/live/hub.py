@@ -32,6 +32,10 @@ SEEN_IDS = 4096
 class Subscription:
     """What one waiter or stream waits for, and what happened since it last looked."""
 
+    # Thousands are held at once: slots, and a bare future to wait on, no Event or task.
+    __slots__ = ("_waiter", "_woken", "changed", "closing", "everything", "hub", "keys",
+                 "newest_change")  # fmt: skip
+
     def __init__(self, hub: Hub, keys: Collection[int] | None) -> None:
         self.hub = hub
         self.keys: frozenset[int] | None = None if keys is None else frozenset(keys)
@@ -39,7 +43,8 @@ class Subscription:
         self.everything = False  # "re-read all": many changed, or the listener reconnected
         self.closing = False  # the server is shutting down
         self.newest_change = 0
-        self._event = asyncio.Event()
+        self._woken = False
+        self._waiter: asyncio.Future[bool] | None = None
 
     def notify(self, pk: int | None, change_id: int | None) -> None:
         if pk is None:
@@ -48,7 +53,16 @@ class Subscription:
             self.changed.add(pk)
         if change_id is not None:
             self.newest_change = max(self.newest_change, change_id)
-        self._event.set()
+        self._wake()
+
+    def interrupt(self) -> None:
+        """Wake the owner with no change to report (its client left, say)."""
+        self._wake()
+
+    def _wake(self) -> None:
+        self._woken = True
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(True)
 
     def narrow(self, keys: Collection[int]) -> bool:
         """Wait for ``keys`` only from now on; ``True`` if one of them changed already."""
@@ -60,25 +74,27 @@ class Subscription:
 
     @property
     def pending(self) -> bool:
-        return self._event.is_set()
+        return self._woken
 
     async def wait(self, timeout: float | None) -> bool:
         """``True`` when woken (a change, a resync, shutdown), ``False`` on timeout."""
-        if timeout is not None and timeout <= 0:
-            return self._event.is_set()
+        if self._woken or (timeout is not None and timeout <= 0):
+            return self._woken
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if timeout is None else loop.call_later(timeout, _time_out, waiter)
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            return bool(await waiter)
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def take(self) -> tuple[set[int], bool]:
         """The sessions changed since the last take, and whether to re-read everything."""
         changed, everything = self.changed, self.everything
         self.changed, self.everything = set(), False
-        self._event.clear()
-        if self.closing:
-            self._event.set()  # stays woken: the owner leaves
+        self._woken = self.closing  # shutting down, it stays woken: the owner leaves
         return changed, everything
 
     def close(self) -> None:
@@ -89,6 +105,11 @@ class Subscription:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
 
 
 class Hub:
