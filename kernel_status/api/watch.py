@@ -286,6 +286,9 @@ async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:
 
 async def _woken_pass(request: HttpRequest, ticket: Ticket, wait: int) -> HttpResponseBase:
     """A parked read run again: the whole view as a new request, but not throttled again."""
+    if ticket.database_failed:
+        logger.warning("Database unavailable during a parked wait")
+        return _json_error(503, "The database is busy; retry shortly.", "database_unavailable")
     view, response = await reads.read(_first_pass, request)
     if response.status_code == 304 and view.session_pk is not None:
         assert ticket.subscription is not None

@@ -77,7 +77,9 @@ class Subscription:
         return self._woken
 
     async def wait(self, timeout: float | None) -> bool:
-        """``True`` when woken (a change, a resync, shutdown), ``False`` on timeout."""
+        """``True`` when woken (a change, a resync, shutdown), ``False`` on timeout. One
+        owner waits at a time (a waiter, or a stream's producer)."""
+        assert self._waiter is None, "a subscription has one waiting owner"
         if self._woken or (timeout is not None and timeout <= 0):
             return self._woken
         loop = asyncio.get_running_loop()

@@ -117,9 +117,11 @@ class Listener:
                 if lost or backoff == FIRST_BACKOFF:
                     logger.warning("kernel_status listener lost (%s); retrying", error)
                 self.listening = False
+                if lost:
+                    self.summary = None  # what it polled before LISTEN is stale: rebase
                 # While the listener is down, the change counter stands in for it.
                 with contextlib.suppress(Exception):
-                    if lost or self.summary is None:
+                    if self.summary is None:
                         await self._rebase()
                     await self._poll_for(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
@@ -151,7 +153,8 @@ class Listener:
 
     async def _poll_forever(self) -> None:
         self.connects += 1
-        await self._rebase()
+        if self.summary is None:  # after a failed poll, go on from the kept summary
+            await self._rebase()
         while True:
             await self._poll_for(conf.KERNEL_STATUS_WATCH_POLL_INTERVAL)
 

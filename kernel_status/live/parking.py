@@ -46,7 +46,7 @@ class Ticket:
     """What a blocking read's pass through Django leaves for the middleware: the waiter's
     subscription, its session, when its wait ends, and whether to park it at all."""
 
-    __slots__ = ("deadline", "missed", "parked", "session_pk", "subscription")
+    __slots__ = ("database_failed", "deadline", "missed", "parked", "session_pk", "subscription")
 
     def __init__(self) -> None:
         self.subscription: Subscription | None = None
@@ -54,6 +54,7 @@ class Ticket:
         self.deadline = 0.0  # on the event loop's clock
         self.missed = False  # the session changed while the pass read it: run again at once
         self.parked = False  # this pass's answer is the 304 to keep, not to send
+        self.database_failed = False  # the middleware's own read failed: the pass answers 503
 
     @property
     def woken(self) -> bool:
@@ -132,23 +133,27 @@ class WaitParkingMiddleware:
         leaving.add_done_callback(lambda _: subscription.interrupt())
         try:
             while True:
+                woke = True  # missed: a change during the last pass, run again at once
                 if not ticket.missed:
                     timeout = ticket.deadline - loop.time()
                     try:
                         expiry = await reads.read(reads.next_expiry, [ticket.session_pk])
                     except DatabaseError:
-                        timeout = 0.0  # the pass through Django answers the 503
+                        ticket.database_failed = True  # the view answers its 503
+                        timeout = 0.0
                     else:
                         if expiry is not None:
                             timeout = min(timeout, _seconds_until(expiry) + EXPIRY_MARGIN)
                     woke = await subscription.wait(max(0.0, timeout))
-                    if leaving.done():
-                        return  # the client left: nothing to answer
-                    if subscription.closing or (not woke and loop.time() >= ticket.deadline):
-                        for message in kept.messages():  # the timeout's (or shutdown's) 304
-                            await send(message)
-                        return
-                    subscription.take()
+                if leaving.done():
+                    return  # the client left: nothing to answer
+                past_deadline = not woke and loop.time() >= ticket.deadline
+                if subscription.closing or (past_deadline and not ticket.database_failed):
+                    for message in kept.messages():  # the timeout's (or shutdown's) 304
+                        await send(message)
+                    return
+                # Taken before every pass: what changes during the pass is the next one's.
+                subscription.take()
                 ticket.parked = ticket.missed = False
                 await self.app(scope, incoming.again(), _keeping(ticket, kept, send))
                 if not ticket.parked:
@@ -170,7 +175,8 @@ class _Kept:
     def keep(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
-            self.headers = b"\r\n".join(b"%s: %s" % pair for pair in message.get("headers", ()))
+            pairs = message.get("headers", ())
+            self.headers = b"\r\n".join(bytes(name) + b": " + bytes(value) for name, value in pairs)
             self.body = b""
         elif message["type"] == "http.response.body":
             self.body += message.get("body", b"")
@@ -188,6 +194,8 @@ def _keeping(ticket: Ticket, kept: _Kept, send: Send) -> Send:
     """Send the pass's answer, or keep it when the pass parked the waiter."""
 
     async def send_or_keep(message: Message) -> None:
+        if ticket.parked and message["type"] == "http.response.start" and message["status"] != 304:
+            ticket.parked = False  # a middleware answered otherwise after the view parked
         if ticket.parked:
             kept.keep(message)
         else:

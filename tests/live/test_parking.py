@@ -207,3 +207,37 @@ def test_a_change_that_leaves_the_answer_alone_parks_again_and_is_not_throttled(
     ):
         statuses = async_to_sync(scenario)()
     assert statuses == [200, 200, 429]
+
+
+def test_changes_during_the_passes_run_it_again_and_the_timeout_still_answers(
+    started: Session, users: dict[str, User], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each of three passes run again meets a change that commits while it reads (a
+    heartbeat): each is followed by one more pass, then the read parks and its wait ends
+    with the kept 304, not with passes for ever."""
+    from kernel_status.api import watch
+
+    editor = auth(users["editor"])
+    passes: list[int] = []
+    first_pass = watch._first_pass
+
+    def pass_meeting_a_change(request: Any) -> Any:
+        passes.append(1)
+        if 2 <= len(passes) <= 4:  # the runs again, not the held read's first pass
+            mirror.kernel_heartbeat("p1")
+        return first_pass(request)
+
+    monkeypatch.setattr(watch, "_first_pass", pass_meeting_a_change)
+
+    async def scenario() -> tuple[int, dict[str, str]]:
+        waiting, _ = await held(app(), editor, wait=3)
+        passes.clear()
+        passes.append(1)  # the held read's first pass
+        await sync_to_async(mirror.kernel_heartbeat)("p1")
+        status, names, _ = await waiting.answer()
+        return status, names
+
+    status, names = async_to_sync(scenario)()
+    assert status == 304
+    assert names["preference-applied"] == "wait=3"
+    assert len(passes) == 5  # the first, three that met a change, and one that did not
