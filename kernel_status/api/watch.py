@@ -18,7 +18,6 @@ import logging
 import random
 import re
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction
@@ -47,8 +46,6 @@ from kernel_status.queries.listing import SessionFilter, listing, sessions_for
 
 logger = logging.getLogger("kernel_status")
 
-# After a liveness expiry, re-read this much later, so that the query sees it expired.
-EXPIRY_MARGIN = 0.05
 # The jitter added to a wait: up to 1/16 of it (as Consul does), at most this many seconds.
 MAX_JITTER = 1.0
 
@@ -269,7 +266,7 @@ async def _wait_for_change(request: HttpRequest, wait: int) -> HttpResponseBase:
                     return await reads.read(_error, view, error)
                 timeout = deadline - loop.time()
                 if expiry is not None:
-                    timeout = min(timeout, _seconds_until(expiry) + EXPIRY_MARGIN)
+                    timeout = min(timeout, reads.until_expiry(expiry))
                 woke = await subscription.wait(max(0.0, timeout))
                 if subscription.closing:
                     return _applied(response, wait)  # shutting down: the 304 at once
@@ -295,10 +292,6 @@ async def _woken_pass(request: HttpRequest, ticket: Ticket, wait: int) -> HttpRe
         missed = ticket.subscription.narrow([view.session_pk])
         ticket.park(ticket.subscription, view.session_pk, ticket.deadline, missed)
     return _applied(response, wait)
-
-
-def _seconds_until(moment: datetime) -> float:
-    return (moment - timezone.now()).total_seconds()
 
 
 def _json_error(status: int, detail: str, code: str) -> JsonResponse:

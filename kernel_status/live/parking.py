@@ -37,8 +37,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[..., Awaitable[None]]
 
 SCOPE_KEY = "kernel_status.parking"
-# Past a liveness expiry, run again this much later, so that the database sees it expired.
-EXPIRY_MARGIN = 0.05
 _EMPTY_BODY: Message = {"type": "http.request", "body": b"", "more_body": False}
 
 
@@ -143,7 +141,7 @@ class WaitParkingMiddleware:
                         timeout = 0.0
                     else:
                         if expiry is not None:
-                            timeout = min(timeout, _seconds_until(expiry) + EXPIRY_MARGIN)
+                            timeout = min(timeout, reads.until_expiry(expiry))
                     woke = await subscription.wait(max(0.0, timeout))
                 if leaving.done():
                     return  # the client left: nothing to answer
@@ -247,9 +245,3 @@ class _Incoming:
             self._leaving.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._leaving
-
-
-def _seconds_until(moment: Any) -> float:
-    from django.utils import timezone
-
-    return float((moment - timezone.now()).total_seconds())

@@ -68,6 +68,15 @@ def vendor() -> str:
     return connections[alias()].vendor
 
 
+# Past a liveness expiry, read again this much later, so that the database sees it expired.
+EXPIRY_MARGIN = 0.05
+
+
+def until_expiry(expiry: datetime) -> float:
+    """Seconds to wait before reading a liveness expiry again (negative: it passed)."""
+    return (expiry - timezone.now()).total_seconds() + EXPIRY_MARGIN
+
+
 def next_expiry(session_pks: Collection[int]) -> datetime | None:
     """When the first of these sessions' running kernels falls out of the liveness window
     (its last heartbeat, or its start, plus the window), if that is still ahead; else None."""

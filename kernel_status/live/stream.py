@@ -26,8 +26,6 @@ from kernel_status.live.hub import Hub, Subscription
 
 logger = logging.getLogger("kernel_status.live")
 
-# Past a liveness expiry, re-read this much later, so that the database sees it expired.
-EXPIRY_MARGIN = 0.05
 # A resume replays at most this many changes; more get a fresh snapshot.
 MAX_REPLAY = 5000
 
@@ -253,8 +251,7 @@ class Stream:
         expiries = [row.expiry for row in self.sent.values() if row.expiry is not None]
         if not expiries:
             return 3600.0
-        ahead = (min(expiries) - timezone.now()).total_seconds() + EXPIRY_MARGIN
-        return max(0.0, ahead)
+        return max(0.0, reads.until_expiry(min(expiries)))
 
     def _expired(self) -> set[int]:
         now = timezone.now()
